@@ -1,0 +1,1 @@
+"""The runner: config, pretrain, embed, evaluate, results store and leaderboard."""

@@ -1,0 +1,63 @@
+"""Per-band robust scaling for training: ``asinh(flux / scale_band)``, invalid pixels set to 0.
+
+The scale is the per-band MAD-based noise level (1.4826 x MAD of valid pixels) measured on the
+training images, so sky noise maps to ~1 and bright cores are compressed by the asinh. The band
+list travels with the scales: applying a normaliser to data with other bands is an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from astrobench.datasets.schema import DataError, SurveyData
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    bands: tuple[str, ...]
+    scales: tuple[float, ...]
+    is_flux: bool = True
+
+    @classmethod
+    def fit(cls, data: SurveyData, max_images: int = 2048, seed: int = 0) -> "Normalizer":
+        rng = np.random.default_rng(seed)
+        n = len(data)
+        idx = np.sort(rng.choice(n, size=min(n, max_images), replace=False))
+        image = np.asarray(data.image[idx], dtype=np.float32)
+        valid = ~np.asarray(data.mask[idx])
+        scales = []
+        for b, band in enumerate(data.bands):
+            values = image[:, b][valid[:, b]]
+            if values.size == 0:
+                raise DataError(f"{data.origin}: band {band!r} has no valid pixel in {len(idx)} images")
+            if not data.image_is_flux:
+                scales.append(1.0)  # RGB composites are already display-scaled
+                continue
+            mad = 1.4826 * float(np.median(np.abs(values - np.median(values))))
+            if not mad > 0:
+                mad = float(np.std(values)) or 1.0
+            scales.append(mad)
+        return cls(tuple(data.bands), tuple(scales), data.image_is_flux)
+
+    def check_bands(self, bands: tuple[str, ...] | list[str], where: str) -> None:
+        if tuple(bands) != self.bands:
+            raise DataError(
+                f"{where}: bands {list(bands)} differ from the bands the model was trained on {list(self.bands)}"
+            )
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        scales = torch.as_tensor(self.scales, dtype=image.dtype, device=image.device).view(1, -1, 1, 1)
+        out = torch.asinh(image / scales) if self.is_flux else image / scales
+        if mask is not None:
+            out = out.masked_fill(mask, 0.0)
+        return out
+
+    def to_dict(self) -> dict:
+        return {"bands": list(self.bands), "scales": list(self.scales), "is_flux": self.is_flux}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Normalizer":
+        return cls(tuple(d["bands"]), tuple(float(s) for s in d["scales"]), bool(d["is_flux"]))

@@ -1,0 +1,1 @@
+"""Self-supervised methods and baselines, one file each; losses are pure functions in ``losses``."""

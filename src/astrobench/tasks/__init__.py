@@ -1,0 +1,1 @@
+"""Downstream tasks, one file each; metrics are pure functions in ``metrics``."""
