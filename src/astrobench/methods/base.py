@@ -54,6 +54,10 @@ class Method(nn.Module, ABC):
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """(B, C, S, S) normalised images -> (B, D) representations."""
 
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        # DistributedDataParallel reduces gradients of whatever runs through forward()
+        return self.training_step(batch)
+
     def initialize(self, train_images: torch.Tensor) -> None:
         """Closed-form fitting for non-trainable baselines; gradient-trained methods ignore it."""
 
