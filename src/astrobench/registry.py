@@ -203,6 +203,7 @@ _BUILTINS: dict[str, dict[str, str]] = {
         "hdf5": "astrobench.datasets.hdf5:HDF5Source",
         "images": "astrobench.datasets.images:ImageFolderSource",
         "hub": "astrobench.datasets.hub:HubSource",
+        "npz": "astrobench.datasets.npz:NpzSource",
     },
     "augmentations": {
         "RR": "astrobench.augment.ops:RandomRotation",

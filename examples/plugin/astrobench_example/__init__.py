@@ -1,0 +1,1 @@
+"""Example astrobench plugin: importing a module registers what it defines."""

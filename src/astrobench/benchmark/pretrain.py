@@ -1,0 +1,233 @@
+"""The pretraining loop: stateless data order, checkpoints, resume, non-finite guard, throughput.
+
+The batch of step ``s`` is a pure function of (seed, s): a stream of per-epoch permutations cut
+into global batches, each rank taking its slice. Resuming therefore needs only the step number
+plus the optimizer, scheduler and RNG states that the checkpoint holds.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from astrobench.benchmark import checkpoints, distributed
+from astrobench.benchmark.batches import make_batch
+from astrobench.benchmark.config import TrainConfig
+from astrobench.datasets.schema import SurveyData
+from astrobench.methods.base import Method
+
+# Dense bf16 peak FLOP/s per device, for MFU; devices not listed report no MFU.
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "L4": 121e12}
+
+
+class NonFiniteError(FloatingPointError):
+    """The loss or a gradient became NaN/inf; the message names the step."""
+
+
+@dataclass
+class PretrainStats:
+    steps: int
+    global_batch: int
+    wall_time_s: float
+    images_per_s: float | None
+    flops_per_image: float | None
+    mfu: float | None
+    resumed_from_step: int | None
+    losses: list[tuple[int, float]] = field(default_factory=list)
+
+
+def batch_indices(n: int, seed: int, step: int, global_batch: int, rank: int, world: int) -> np.ndarray:
+    """Rows of step ``step`` for ``rank``: deterministic in (seed, step), independent of history."""
+    start = step * global_batch
+    out = []
+    while len(out) < global_batch:
+        epoch, offset = divmod(start + len(out), n)
+        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        perm = torch.randperm(n, generator=g).numpy()
+        out.extend(perm[offset : offset + global_batch - len(out)].tolist())
+    local = global_batch // world
+    return np.asarray(out[rank * local : (rank + 1) * local])
+
+
+def lr_lambda(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def build_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig, global_batch: int, device: torch.device):
+    lr = cfg.lr * global_batch / 256  # linear scaling rule
+    fused = device.type == "cuda"
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, fused=fused)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    raise ValueError(f"train.optimizer {cfg.optimizer!r} is not one of ['adamw', 'sgd']")
+
+
+def autocast_context(cfg: TrainConfig, device: torch.device):
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    if cfg.precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"train.precision {cfg.precision!r} is not one of ['auto', 'bf16', 'fp32']")
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+
+def measure_flops_per_image(model: Method, batch: dict[str, Any], cfg: TrainConfig, device: torch.device) -> float | None:
+    """FLOPs of one training step (forward + backward) per image, counted on a throwaway copy."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    rng = torch.get_rng_state()
+    try:
+        probe = copy.deepcopy(model)
+        counter = FlopCounterMode(display=False)
+        with counter, autocast_context(cfg, device):
+            out = probe.training_step(batch)
+            out["loss"].backward()
+        n = batch["image"].shape[0]
+        return counter.get_total_flops() / n
+    except Exception:  # some exotic ops have no FLOP formula: report none rather than fail the run
+        return None
+    finally:
+        torch.set_rng_state(rng)
+
+
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, value in PEAK_BF16_FLOPS.items():
+        if key in name:
+            return value
+    return None
+
+
+def pretrain(
+    model: Method,
+    data: SurveyData,
+    train_index: np.ndarray,
+    cfg: TrainConfig,
+    seed: int,
+    run_dir: Path,
+    device: torch.device,
+    meta: dict[str, Any],
+    targets: np.ndarray | None = None,
+    progress: Callable[[int, int, dict[str, float]], None] | None = None,
+) -> PretrainStats:
+    """Train ``model`` for ``cfg.steps`` steps, resuming from the newest complete checkpoint."""
+    rank, world = distributed.rank(), distributed.world_size()
+    if cfg.batch_size % world:
+        raise ValueError(f"train.batch_size {cfg.batch_size} is not divisible by the {world} processes")
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    global_batch = cfg.batch_size
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = build_optimizer(params, cfg, global_batch, device)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup_steps, cfg.steps))
+
+    checkpoints.clean_partial(run_dir)
+    start_step, resumed = 0, None
+    existing = checkpoints.complete_checkpoints(run_dir)
+    if existing:
+        last = existing[-1]
+        checkpoints.load_weights(model, last / checkpoints.WEIGHTS)
+        state = checkpoints.load_training_state(last)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        checkpoints.set_rng_state(state["rng"])
+        start_step = resumed = int(state["step"])
+
+    def batch_at(step: int) -> dict[str, Any]:
+        rows = train_index[batch_indices(len(train_index), seed, step, global_batch, rank, world)]
+        batch = make_batch(data, rows, device)
+        if targets is not None:
+            batch["target"] = torch.as_tensor(targets[rows], dtype=torch.long, device=device)
+        return batch
+
+    flops = measure_flops_per_image(model, batch_at(start_step), cfg, device) if start_step < cfg.steps else None
+    if resumed is not None:  # the FLOP probe drew random numbers; the checkpoint's stream continues
+        checkpoints.set_rng_state(checkpoints.load_training_state(existing[-1])["rng"])
+
+    runner = model
+    if world > 1:
+        runner = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
+    if cfg.compile:
+        runner = torch.compile(runner)
+
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
+    losses: list[tuple[int, float]] = []
+    pending_loss: list[tuple[int, torch.Tensor]] = []
+    model.train()
+    t0, timed_from = time.perf_counter(), start_step
+
+    def check_finite(step: int) -> None:
+        bad = first_bad.clone()
+        if world > 1:
+            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
+        if int(bad) >= 0:  # one host sync per check, not per step
+            raise NonFiniteError(
+                f"non-finite loss or gradient at step {int(bad)} (checked at step {step}); "
+                "nothing was written to the results store"
+            )
+
+    for step in range(start_step, cfg.steps):
+        batch = batch_at(step)
+        with autocast_context(cfg, device):
+            out = runner(batch)
+        loss = out["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        finite = torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)
+        first_bad = torch.where(~finite & (first_bad < 0), torch.tensor(step, device=device), first_bad)
+        optimizer.step()  # a non-finite step is caught at the next check, before any write
+        scheduler.step()
+        model.on_step_end(step, cfg.steps)
+        pending_loss.append((step, loss.detach()))
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            check_finite(step)
+            for s, value in pending_loss:
+                losses.append((s, float(value)))
+            pending_loss.clear()
+            if progress is not None:
+                elapsed = time.perf_counter() - t0
+                ips = (done - timed_from) * global_batch / elapsed if elapsed > 0 else float("nan")
+                progress(done, cfg.steps, {"loss": losses[-1][1], "images_per_s": ips})
+        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
+            check_finite(step)
+            if rank == 0:
+                checkpoints.write_checkpoint(
+                    run_dir, done, model,
+                    {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+                    meta, cfg.keep_checkpoints,
+                )
+            distributed.barrier()
+    check_finite(cfg.steps)
+    wall = time.perf_counter() - t0
+    trained = cfg.steps - start_step
+    ips = trained * global_batch / wall if trained and wall > 0 else None
+    peak = peak_flops(device)
+    mfu = ips * flops / (peak * world) if (ips and flops and peak) else None
+    return PretrainStats(
+        steps=cfg.steps,
+        global_batch=global_batch,
+        wall_time_s=wall,
+        images_per_s=ips,
+        flops_per_image=flops,
+        mfu=mfu,
+        resumed_from_step=resumed,
+        losses=losses,
+    )

@@ -1,0 +1,510 @@
+"""The runner: pretrain -> embed -> evaluate -> store, every stage cached by a content hash.
+
+A stage's key hashes everything that determines its output (method config, views, training
+settings, data fingerprint, seed, stage code version), so a second task on an already pretrained
+model reuses the checkpoint and the embeddings, and any change of config or data recomputes.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import platform
+import random
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+import astrobench
+from astrobench.augment.pipeline import ViewPipeline
+from astrobench.benchmark import checkpoints, distributed
+from astrobench.benchmark.batches import make_batch
+from astrobench.benchmark.config import ConfigError, RunConfig, TrainConfig, config_to_dict
+from astrobench.benchmark.pretrain import PretrainStats, pretrain
+from astrobench.benchmark.store import atomic_write_bytes, atomic_write_json, result_path, stable_hash, write_result
+from astrobench.datasets.base import DataSource
+from astrobench.datasets.normalize import Normalizer
+from astrobench.datasets.schema import SurveyData
+from astrobench.datasets.splits import split_indices
+from astrobench.methods.base import Method
+from astrobench.registry import DATASETS, METHODS, TASKS, load_plugin
+from astrobench.tasks.base import EmbeddingInputs, FinetuneInputs, Task
+
+# Bump a stage's version when its code changes what it produces: old cache entries stop matching.
+PRETRAIN_VERSION = "1"
+EMBED_VERSION = "1"
+_CTOR_RESERVED = {"self", "in_chans", "image_size", "views"}
+
+
+# -- construction from config ---------------------------------------------------------------
+def check_options(cls: type, options: dict[str, Any], what: str, reserved: set[str] = frozenset({"self"})) -> None:
+    """Every option must be a named constructor parameter of ``cls`` (no blind **kwargs)."""
+    params = inspect.signature(cls.__init__).parameters
+    allowed = [n for n in params if n not in reserved and params[n].kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)]
+    for key in options:
+        if key not in allowed:
+            raise ConfigError(f"{what} has no option {key!r}; its options are {allowed}")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if distributed.is_distributed() and torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"device {name!r} is not a torch device ({exc})") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but no CUDA device is available")
+    return device
+
+
+def load_dataset(name: str, options: dict[str, Any], profile: str, cache_dir: Path) -> tuple[SurveyData, dict[str, Any]]:
+    source_cls = DATASETS.get(name)
+    resolved = {**getattr(source_cls, "profiles", {}).get(profile, {}), **options}
+    check_options(source_cls, resolved, f"dataset {name!r}")
+    source: DataSource = source_cls(**resolved)
+    data = source.load(cache_dir)
+    data.validate()
+    return data, resolved
+
+
+def fingerprint(data: SurveyData) -> str:
+    return data.manifest.get("content_hash") or data.content_hash()
+
+
+@dataclass(eq=False)
+class MethodSpec:
+    """A method fully resolved for one profile: what determines its pretrained weights."""
+
+    name: str
+    cls: type
+    options: dict[str, Any]
+    views_codes: list[str]
+    views_params: dict[str, dict[str, Any]]
+    train: TrainConfig
+
+    def identity(self) -> dict[str, Any]:
+        train = asdict(self.train)
+        for cosmetic in ("log_every", "checkpoint_every", "keep_checkpoints", "compile"):
+            train.pop(cosmetic)
+        return {
+            "method": self.name,
+            "target": f"{self.cls.__module__}:{self.cls.__qualname__}",
+            "options": self.options,
+            "views": {"codes": self.views_codes, "params": self.views_params},
+            "train": train if self.cls.trainable else None,
+        }
+
+    @property
+    def config_hash(self) -> str:
+        return stable_hash(self.identity(), 12)
+
+
+def resolve_method(name: str, config: RunConfig) -> MethodSpec:
+    cls = METHODS.get(name)
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise ConfigError(f"method {name!r} resolves to {cls!r}, which is not an astrobench Method subclass")
+    options = {**cls.profiles.get(config.profile, {}), **config.method_options.get(name, {})}
+    reserved = _CTOR_RESERVED | ({"num_classes"} if cls.uses_labels else set())
+    check_options(cls, options, f"method {name!r}", reserved)
+    views = config.views.get(name)
+    codes = list(views.codes) if views is not None else list(cls.default_views)
+    params = dict(views.params) if views is not None else {}
+    return MethodSpec(name, cls, options, codes, params, config.resolved_train(cls.training))
+
+
+# -- stages ------------------------------------------------------------------------------------
+def build_model(spec: MethodSpec, data: SurveyData, normalizer: Normalizer, seed: int, extra: dict[str, Any]) -> Method:
+    out_size = int(spec.views_params.get("JC", {}).get("out_size") or data.image_size)
+    views = ViewPipeline(spec.views_codes, spec.views_params, normalizer, out_size)
+    seed_everything(seed)
+    return spec.cls(in_chans=data.n_bands, image_size=out_size, views=views, **spec.options, **extra)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@torch.no_grad()
+def embed_all(model: Method, data: SurveyData, device: torch.device, batch_size: int = 256,
+              progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Embeddings of every object, in row order, computed on this rank's share and gathered."""
+    model.eval()
+    model.to(device)
+    n = len(data)
+    rank, world = distributed.rank(), distributed.world_size()
+    rows = np.arange(rank, n, world)  # strided shards: gathering restores order by construction
+    chunks = []
+    for start in range(0, len(rows), batch_size):
+        batch = make_batch(data, rows[start : start + batch_size], device)
+        chunks.append(model.embed(model.views.eval_view(batch)).float().cpu())
+        if progress is not None:
+            progress(min(start + batch_size, len(rows)) * world, n)
+    local = torch.cat(chunks) if chunks else torch.zeros(0)
+    if world > 1:
+        local = distributed.gather_rows_in_order(local, n)
+    return local.numpy().astype(np.float32)
+
+
+@dataclass
+class Job:
+    task_name: str
+    task: Task
+    protocol: str
+    label_budget: int | None
+    path: Path
+
+
+@dataclass
+class RunSummary:
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+
+
+class Runner:
+    """Runs the method x task x protocol x label budget x seed matrix of one ``RunConfig``."""
+
+    def __init__(self, config: RunConfig, reporter: "Reporter | None" = None):
+        self.config = config.validate()
+        self.reporter = reporter or Reporter(enabled=False)
+        self.results_dir = Path(config.results_dir)
+        self.cache_dir = Path(config.cache_dir)
+
+    # planning happens before any work so that errors surface at once
+    def plan(self) -> None:
+        cfg = self.config
+        for plugin in cfg.plugins:
+            load_plugin(plugin)
+        self.device = resolve_device(cfg.device)
+        self.specs = [resolve_method(m, cfg) for m in cfg.methods]
+        self.tasks: dict[str, Task] = {}
+        for name in cfg.tasks:
+            cls = TASKS.get(name)
+            options = cfg.task_options.get(name, {})
+            check_options(cls, options, f"task {name!r}")
+            self.tasks[name] = cls(**options)
+        unknown_options = set(cfg.method_options) - set(cfg.methods)
+        unknown_options |= {f"task {t}" for t in set(cfg.task_options) - set(cfg.tasks)}
+        if unknown_options:
+            raise ConfigError(f"options given for {sorted(unknown_options)}, which this run does not include")
+        for task in self.tasks.values():
+            for protocol in self.protocols(task):
+                task.check_protocol(protocol)
+        DATASETS.get(cfg.dataset)
+        if cfg.eval_dataset:
+            DATASETS.get(cfg.eval_dataset)
+
+    def protocols(self, task: Task) -> list[str]:
+        return list(self.config.protocols) if self.config.protocols else list(task.default_protocols)
+
+    def run(self) -> RunSummary:
+        self.plan()
+        cfg = self.config
+        with self.reporter.status(f"loading dataset {cfg.dataset!r}"):
+            data, data_options = load_dataset(cfg.dataset, cfg.dataset_options, cfg.profile, self.cache_dir)
+            if cfg.eval_dataset:
+                eval_data, eval_options = load_dataset(cfg.eval_dataset, cfg.eval_dataset_options, cfg.profile, self.cache_dir)
+            else:
+                eval_data, eval_options = data, data_options
+        for task in self.tasks.values():
+            task.check_data(eval_data)
+        self.data, self.eval_data = data, eval_data
+        self.data_hash, self.eval_hash = fingerprint(data), fingerprint(eval_data)
+        self.data_options, self.eval_options = data_options, eval_options
+        self.splits = split_indices(data)
+        self.eval_splits = self.splits if eval_data is data else split_indices(eval_data)
+        self.normalizer = Normalizer.fit(data.subset(self.splits["train"]))
+        self.normalizer.check_bands(eval_data.bands, eval_data.origin)
+
+        summary = RunSummary()
+        jobs_by_variant = self._jobs(summary)
+        for (spec, seed, supervised_task, budget), jobs in jobs_by_variant.items():
+            self._run_variant(spec, seed, supervised_task, budget, jobs, summary)
+        return summary
+
+    def _jobs(self, summary: RunSummary) -> dict[tuple, list[Job]]:
+        cfg = self.config
+        variants: dict[tuple, list[Job]] = {}
+        existing: list[Path] = []
+        for spec in self.specs:
+            for seed in cfg.seeds:
+                for task_name, task in self.tasks.items():
+                    for protocol in self.protocols(task):
+                        for budget in cfg.label_budgets:
+                            path = result_path(
+                                self.results_dir, dataset=self.dataset_label, profile=cfg.profile, task=task_name,
+                                method=spec.name, config_hash=spec.config_hash, protocol=protocol,
+                                label_budget=budget, seed=seed, tag=cfg.tag,
+                            )
+                            if path.exists():
+                                if cfg.overwrite == "only-missing":
+                                    summary.skipped.append(path)
+                                    continue
+                                if cfg.overwrite == "never":
+                                    existing.append(path)
+                                    continue
+                            # a supervised model is trained per task and label budget
+                            key = (spec.name, seed, task_name if spec.cls.uses_labels else None,
+                                   budget if spec.cls.uses_labels else None)
+                            variants.setdefault(key, []).append(Job(task_name, task, protocol, budget, path))
+        if existing:
+            raise FileExistsError(
+                f"--overwrite never: {len(existing)} result(s) already exist, e.g. {existing[0]}; nothing was run"
+            )
+        by_name = {s.name: s for s in self.specs}
+        return {(by_name[k[0]], k[1], k[2], k[3]): v for k, v in variants.items()}
+
+    @property
+    def dataset_label(self) -> str:
+        cfg = self.config
+        return cfg.dataset if not cfg.eval_dataset else f"{cfg.dataset}-to-{cfg.eval_dataset}"
+
+    # -- one pretrained model, all its evaluations ------------------------------------------
+    def _run_variant(self, spec: MethodSpec, seed: int, supervised_task: str | None, budget: int | None,
+                     jobs: list[Job], summary: RunSummary) -> None:
+        cfg = self.config
+        extra: dict[str, Any] = {}
+        targets, train_index, label_identity = None, self.splits["train"], None
+        data = self.data
+        if spec.cls.uses_labels:
+            task = self.tasks[supervised_task]
+            data = self.eval_data  # labels live on the evaluation data
+            all_targets, n_classes = task.supervised_targets(data.labels)
+            labelled = self.eval_splits["train"][all_targets[self.eval_splits["train"]] >= 0]
+            train_index = draw_budget(labelled, budget, seed)
+            targets, extra = all_targets, {"num_classes": int(n_classes)}
+            label_identity = {"task": supervised_task, "task_version": task.version, "task_params": task.params(), "label_budget": budget}
+        pretrain_key = stable_hash({
+            "stage": "pretrain", "version": PRETRAIN_VERSION, "spec": spec.identity(), "seed": seed,
+            "data": fingerprint(data), "normalizer": self.normalizer.to_dict(), "labels": label_identity,
+        })
+        run_dir = self.cache_dir / "pretrain" / f"{spec.name}-{pretrain_key}"
+        model = build_model(spec, data, self.normalizer, seed, extra)
+        stats = self._pretrained(model, spec, seed, data, train_index, targets, run_dir, pretrain_key)
+
+        embed_key = stable_hash({"stage": "embed", "version": EMBED_VERSION, "model": pretrain_key, "data": self.eval_hash})
+        embeddings = self._embeddings(model, embed_key, f"{spec.name} seed {seed}")
+        inputs = EmbeddingInputs(embeddings, self.eval_data.object_id, self.eval_data.labels, self.eval_splits)
+        for job in jobs:
+            t0 = time.perf_counter()
+            with self.reporter.status(f"{spec.name} seed {seed}: {job.task_name} / {job.protocol}"):
+                if job.protocol == "finetune":
+                    fin = FinetuneInputs(copy.deepcopy(model), self.eval_data, self.eval_splits, self.device, cfg.profile)
+                    result = job.task.finetune(fin, seed=seed, label_budget=job.label_budget)
+                else:
+                    result = job.task.evaluate(inputs, protocol=job.protocol, seed=seed, label_budget=job.label_budget)
+            record = self._record(spec, seed, job, result, stats, pretrain_key, time.perf_counter() - t0)
+            if distributed.rank() == 0:
+                write_result(job.path, record, result.predictions)
+                summary.written.append(job.path)
+                self.reporter.result(record)
+
+    def _pretrained(self, model: Method, spec: MethodSpec, seed: int, data: SurveyData, train_index: np.ndarray,
+                    targets: np.ndarray | None, run_dir: Path, key: str) -> dict[str, Any]:
+        final = run_dir / "final"
+        if (final / checkpoints.META).is_file():
+            checkpoints.load_weights(model, final / checkpoints.WEIGHTS)
+            model.to(self.device)
+            return {**checkpoints.read_meta(final)["stats"], "cached": True}
+        meta = {"key": key, "method": spec.identity(), "seed": seed, "normalizer": self.normalizer.to_dict()}
+        if spec.cls.trainable:
+            label = f"pretrain {spec.name} seed {seed}"
+            with self.reporter.progress(label, spec.train.steps) as advance:
+                stats: PretrainStats = pretrain(
+                    model, data, train_index, spec.train, seed, run_dir, self.device, meta, targets,
+                    progress=lambda done, total, logs: advance(done, logs),
+                )
+            stats_dict = {k: v for k, v in asdict(stats).items() if k != "losses"}
+            stats_dict["loss_curve"] = stats.losses
+        else:
+            t0 = time.perf_counter()
+            sample = draw_budget(train_index, 2048, seed)
+            model.to(self.device)
+            images = model.views.eval_view(make_batch(data, sample, self.device))
+            model.initialize(images)
+            stats_dict = {"steps": 0, "wall_time_s": time.perf_counter() - t0}
+        if distributed.rank() == 0:
+            write_final(model, final, {**meta, "stats": stats_dict})
+        distributed.barrier()
+        return {**stats_dict, "cached": False}
+
+    def _embeddings(self, model: Method, key: str, label: str) -> np.ndarray:
+        path = self.cache_dir / "embeddings" / f"{key}.npy"
+        if path.is_file():
+            return np.load(path)
+        with self.reporter.progress(f"embed {label}", len(self.eval_data)) as advance:
+            emb = embed_all(model, self.eval_data, self.device, progress=lambda done, total: advance(done, {}))
+        if not np.isfinite(emb).all():
+            raise FloatingPointError(f"{label}: non-finite embeddings; nothing was written")
+        if distributed.rank() == 0:
+            import io
+
+            buffer = io.BytesIO()
+            np.save(buffer, emb)
+            atomic_write_bytes(path, buffer.getvalue())
+        return emb
+
+    def _record(self, spec: MethodSpec, seed: int, job: Job, result: Any, stats: dict[str, Any],
+                pretrain_key: str, eval_time: float) -> dict[str, Any]:
+        cfg = self.config
+        task = job.task
+        return {
+            "kind": "astrobench-result",
+            "astrobench_version": astrobench.__version__,
+            "git_sha": git_sha(),
+            "method": spec.name,
+            "method_config": spec.identity(),
+            "config_hash": spec.config_hash,
+            "pretrain_key": pretrain_key,
+            "dataset": self.dataset_label,
+            "dataset_options": {"pretrain": self.data_options, "eval": self.eval_options},
+            "data_manifest_hash": {"pretrain": self.data_hash, "eval": self.eval_hash},
+            "profile": cfg.profile,
+            "task": job.task_name,
+            "task_version": task.version,
+            "task_params": task.params(),
+            "protocol": job.protocol,
+            "label_budget": job.label_budget,
+            "seed": seed,
+            "tag": cfg.tag,
+            "scores": {k: float(v) for k, v in result.scores.items()},
+            "main_score": task.main_score,
+            "higher_is_better": dict(task.higher_is_better),
+            "details": result.details,
+            "pretrain": stats,
+            "eval_wall_time_s": eval_time,
+            "resolved_config": config_to_dict(cfg),
+            "versions": versions(),
+            "device": device_name(self.device),
+            "world_size": distributed.world_size(),
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+
+
+def write_final(model: Method, final: Path, meta: dict[str, Any]) -> None:
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".final.", dir=final.parent))
+    try:
+        checkpoints.save_weights(model, tmp / checkpoints.WEIGHTS)
+        (tmp / checkpoints.META).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def draw_budget(index: np.ndarray, budget: int | None, seed: int) -> np.ndarray:
+    """``budget`` rows of ``index`` drawn with ``seed`` (all of them when budget is None or larger)."""
+    if budget is None or budget >= len(index):
+        return np.asarray(index)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(index, size=budget, replace=False))
+
+
+_GIT_SHA: list[str | None] = []
+
+
+def git_sha() -> str | None:
+    if not _GIT_SHA:
+        try:
+            out = subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=Path(astrobench.__file__).parent,
+                capture_output=True, text=True, timeout=5,
+            )
+            _GIT_SHA.append(out.stdout.strip() if out.returncode == 0 else None)
+        except (OSError, subprocess.SubprocessError):
+            _GIT_SHA.append(None)
+    return _GIT_SHA[0]
+
+
+def versions() -> dict[str, str]:
+    import sklearn
+    import timm
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+class Reporter:
+    """Progress bars and result lines on the console (rank 0 only); silent when disabled."""
+
+    def __init__(self, enabled: bool = True, console: Any = None):
+        self.enabled = enabled and distributed.rank() == 0
+        self.console = console
+
+    def status(self, text: str):
+        import contextlib
+
+        if not self.enabled:
+            return contextlib.nullcontext()
+        return self._console().status(text)
+
+    def progress(self, label: str, total: int):
+        import contextlib
+
+        @contextlib.contextmanager
+        def bar():
+            if not self.enabled:
+                yield lambda done, logs: None
+                return
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            with Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[logs]}"),
+                console=self._console(), transient=False,
+            ) as progress:
+                task_id = progress.add_task(label, total=total, logs="")
+
+                def advance(done: int, logs: dict[str, float]) -> None:
+                    text = "  ".join(f"{k}={v:.3g}" for k, v in logs.items())
+                    progress.update(task_id, completed=done, logs=text)
+
+                yield advance
+
+        return bar()
+
+    def result(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        main = record["main_score"]
+        score = record["scores"].get(main)
+        budget = "all" if record["label_budget"] is None else record["label_budget"]
+        self._console().print(
+            f"[green]✓[/] {record['method']} seed {record['seed']} · {record['task']} / {record['protocol']} "
+            f"(labels {budget}): {main} = {score:.4g}"
+        )
+
+    def _console(self):
+        if self.console is None:
+            from rich.console import Console
+
+            self.console = Console(stderr=True)
+        return self.console

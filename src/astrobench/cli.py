@@ -1,0 +1,328 @@
+"""The ``astrobench`` command line. Exit codes: 0 success, 1 failure, 2 usage error.
+
+Heavy imports (torch, the runner) happen inside the commands that need them, so ``astrobench ls``
+and ``--help`` stay fast and torch-free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad command-line input: exit code 2."""
+
+
+def _csv(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list")
+    return items
+
+
+def _int_csv(text: str) -> list[int]:
+    try:
+        return [int(t) for t in _csv(text)]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
+
+
+def _budgets(text: str) -> list[int | None]:
+    out: list[int | None] = []
+    for item in _csv(text):
+        if item == "all":
+            out.append(None)
+            continue
+        try:
+            out.append(int(item))
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"label budgets are integers or 'all', got {item!r}") from exc
+    return out
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    import yaml
+
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, _, raw = text.partition("=")
+    return key.strip(), yaml.safe_load(raw)  # YAML scalars: numbers, booleans, lists
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 on usage errors: keep that, say it clearly
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"astrobench: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="astrobench", description="Benchmark self-supervised representations of survey images.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="pretrain methods and evaluate them on tasks", description=(
+        "Pretrain each method on the dataset, embed, evaluate every task, store results. "
+        "Precedence: command line > --config YAML > method/profile defaults."))
+    run.add_argument("--method", type=_csv, help="method name(s), comma-separated (default: random)")
+    run.add_argument("--task", type=_csv, help="task name(s), comma-separated (default: redshift)")
+    run.add_argument("--dataset", help="dataset name (default: synthetic)")
+    run.add_argument("--dataset-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                     help="dataset constructor option, repeatable (e.g. --dataset-option n=2000)")
+    run.add_argument("--eval-dataset", help="labelled dataset for the tasks when not the pretraining data")
+    run.add_argument("--eval-dataset-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--method-option", type=_key_value, action="append", default=[], metavar="[METHOD.]KEY=VALUE",
+                     help="method constructor option, repeatable; without METHOD. it applies to every method")
+    run.add_argument("--task-option", type=_key_value, action="append", default=[], metavar="[TASK.]KEY=VALUE",
+                     help="task constructor option, repeatable; without TASK. it applies to every task")
+    run.add_argument("--backbone", help="timm backbone for every method that takes one")
+    run.add_argument("--profile", choices=["smoke", "quick", "paper"], help="sizes (default: quick)")
+    run.add_argument("--seeds", type=_int_csv, help="seeds, comma-separated (default: 0)")
+    run.add_argument("--protocol", type=_csv, help="protocols (default: each task's own)")
+    run.add_argument("--labels", type=_budgets, help="label budgets, e.g. 50,100,200,all (default: all)")
+    run.add_argument("--steps", type=int, help="pretraining steps (overrides the profile)")
+    run.add_argument("--batch-size", type=int, help="global pretraining batch size")
+    run.add_argument("--config", help="YAML file with run settings")
+    run.add_argument("--results-dir", help="results folder (default: ./results or $ASTROBENCH_RESULTS)")
+    run.add_argument("--cache-dir", help="cache of datasets, checkpoints, embeddings (default: ~/.cache/astrobench or $ASTROBENCH_CACHE)")
+    run.add_argument("--overwrite", choices=["only-missing", "always", "never"], help="existing results (default: only-missing)")
+    run.add_argument("--plugin", action="append", default=[], help="module or .py file that registers plugins, repeatable")
+    run.add_argument("--device", help="torch device (default: auto)")
+    run.add_argument("--tag", help="label stored with the results (e.g. an ablation variant)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    ls = sub.add_parser("ls", help="list registered names", description="List registered plugins (never imports torch).")
+    ls.add_argument("kind", choices=["methods", "tasks", "datasets", "augmentations"])
+    ls.add_argument("--plugin", action="append", default=[], help="module or .py file that registers plugins")
+
+    lb = sub.add_parser("leaderboard", help="show the leaderboard of stored results")
+    lb.add_argument("--results-dir", help="results folder (default: ./results or $ASTROBENCH_RESULTS)")
+    lb.add_argument("--task", type=_csv)
+    lb.add_argument("--dataset", type=_csv)
+    lb.add_argument("--profile", type=_csv)
+    lb.add_argument("--protocol", type=_csv)
+    lb.add_argument("--method", type=_csv)
+    lb.add_argument("--labels", type=_csv, help="label budgets to show (numbers or 'all')")
+    lb.add_argument("--tag", type=_csv)
+    lb.add_argument("--all-metrics", action="store_true", help="every metric, not only each task's main score")
+    lb.add_argument("--format", choices=["rich", "md", "csv", "latex", "json", "html"], default="rich")
+    lb.add_argument("--out", help="write to this file instead of the terminal")
+
+    data = sub.add_parser("data", help="dataset commands: generate, show, inspect")
+    dsub = data.add_subparsers(dest="data_command", parser_class=_Parser)
+    gen = dsub.add_parser("generate", help="write a simulated survey to a datasets folder")
+    gen.add_argument("--dataset", default="synthetic", choices=["synthetic"])
+    gen.add_argument("--preset", default="sdss")
+    gen.add_argument("--n", type=int, required=True)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--workers", type=int)
+    gen.add_argument("--out", required=True)
+    show = dsub.add_parser("show", help="PNG grid of cutouts and plots of the physical relations")
+    show.add_argument("path")
+    show.add_argument("--out", required=True, help="folder for the PNG files")
+    insp = dsub.add_parser("inspect", help="what a data source holds")
+    insp.add_argument("path")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from astrobench import __version__
+
+        print(__version__)
+        return EXIT_OK
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"astrobench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("astrobench: interrupted", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:  # noqa: BLE001 - the boundary: classify, never show a traceback to a user
+        code = _classify(exc)
+        print(f"astrobench: error: {exc}", file=sys.stderr)
+        if os.environ.get("ASTROBENCH_DEBUG"):
+            raise
+        return code
+
+
+def _classify(exc: Exception) -> int:
+    from astrobench.registry import RegistryError
+
+    usage_types: tuple[type, ...] = (RegistryError,)
+    try:
+        from astrobench.benchmark.config import ConfigError
+
+        usage_types += (ConfigError,)
+    except ImportError:  # pragma: no cover - config has no heavy imports
+        pass
+    return EXIT_USAGE if isinstance(exc, usage_types) else EXIT_FAILURE
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    from astrobench.registry import REGISTRIES, load_plugin
+
+    for plugin in args.plugin:
+        load_plugin(plugin)
+    registry = REGISTRIES[args.kind]
+    entries = registry.entries()
+    if not entries:
+        print(f"no {args.kind} registered")
+        return EXIT_OK
+    width = max(len(e.name) for e in entries)
+    for e in entries:
+        print(f"{e.name:<{width}}  {e.target}  ({e.source})")
+    return EXIT_OK
+
+
+def _run_config(args: argparse.Namespace):
+    from astrobench.benchmark.config import build_config, load_yaml
+
+    yaml_values = load_yaml(args.config) if args.config else {}
+    cli: dict[str, Any] = {}
+    simple = {"method": "methods", "task": "tasks", "dataset": "dataset", "eval_dataset": "eval_dataset",
+              "profile": "profile", "seeds": "seeds", "protocol": "protocols", "labels": "label_budgets",
+              "results_dir": "results_dir", "cache_dir": "cache_dir", "overwrite": "overwrite",
+              "device": "device", "tag": "tag"}
+    for arg, key in simple.items():
+        value = getattr(args, arg)
+        if value is not None:
+            cli[key] = value
+    if args.plugin:
+        cli["plugins"] = list(yaml_values.get("plugins", [])) + args.plugin
+    methods = cli.get("methods") or yaml_values.get("methods") or ["random"]
+    tasks = cli.get("tasks") or yaml_values.get("tasks") or ["redshift"]
+    if args.dataset_option:
+        cli["dataset_options"] = {**yaml_values.get("dataset_options", {}), **dict(args.dataset_option)}
+    if args.eval_dataset_option:
+        cli["eval_dataset_options"] = {**yaml_values.get("eval_dataset_options", {}), **dict(args.eval_dataset_option)}
+    method_options = _scoped_options(args.method_option, methods, yaml_values.get("method_options", {}), "method")
+    if args.backbone:
+        from astrobench.registry import METHODS, load_plugin
+        import inspect
+
+        for plugin in cli.get("plugins", yaml_values.get("plugins", [])):
+            load_plugin(plugin)
+        takers = [m for m in methods if "backbone" in inspect.signature(METHODS.get(m).__init__).parameters]
+        if not takers:
+            raise UsageError(f"--backbone: none of the methods {methods} takes a backbone")
+        for m in takers:
+            method_options.setdefault(m, {})["backbone"] = args.backbone
+    if method_options:
+        cli["method_options"] = method_options
+    task_options = _scoped_options(args.task_option, tasks, yaml_values.get("task_options", {}), "task")
+    if task_options:
+        cli["task_options"] = task_options
+    train = {}
+    if args.steps is not None:
+        train["steps"] = args.steps
+    if args.batch_size is not None:
+        train["batch_size"] = args.batch_size
+    if train:
+        cli["train"] = {**yaml_values.get("train", {}), **train}
+    return build_config(yaml_values, cli, source=args.config or "<defaults>")
+
+
+def _scoped_options(pairs: list[tuple[str, Any]], names: list[str], base: dict[str, Any], what: str) -> dict[str, dict[str, Any]]:
+    out = {k: dict(v) for k, v in base.items()}
+    for key, value in pairs:
+        scope, dot, option = key.rpartition(".")
+        targets = [scope] if dot else names
+        if dot and scope not in names:
+            raise UsageError(f"--{what}-option {key}: {what} {scope!r} is not in this run ({', '.join(names)})")
+        for name in targets:
+            out.setdefault(name, {})[option] = value
+    return out
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    config = _run_config(args)
+    from astrobench.benchmark.runner import Reporter, Runner
+
+    summary = Runner(config, Reporter(enabled=not args.quiet)).run()
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    console.print(f"{len(summary.written)} result(s) written, {len(summary.skipped)} already present, under {config.results_dir}")
+    if summary.written or summary.skipped:
+        from astrobench.benchmark.leaderboard import render
+        from astrobench.benchmark.store import load_results
+
+        records = load_results(Path(config.results_dir))
+        Console().print(render(records, "rich", task=config.tasks, dataset=None, profile=config.profile))
+    return EXIT_OK
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    from astrobench.benchmark.leaderboard import render
+    from astrobench.benchmark.store import load_results
+
+    results_dir = Path(args.results_dir or os.environ.get("ASTROBENCH_RESULTS", "results"))
+    if not results_dir.is_dir():
+        raise UsageError(f"results folder {str(results_dir)!r} does not exist (run `astrobench run` first)")
+    records = load_results(results_dir)
+    try:
+        out = render(records, args.format, all_metrics=args.all_metrics, task=args.task, dataset=args.dataset,
+                     profile=args.profile, protocol=args.protocol, method=args.method, label_budget=args.labels,
+                     tag=args.tag)
+    except LookupError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.format == "rich":
+        from rich.console import Console
+
+        if args.out:
+            with open(args.out, "w") as handle:
+                Console(file=handle, width=200).print(out)
+        else:
+            Console().print(out)
+    elif args.out:
+        Path(args.out).write_text(out)
+    else:
+        sys.stdout.write(out)
+    return EXIT_OK
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    if args.data_command is None:
+        raise UsageError("data needs a subcommand: generate, show or inspect")
+    if args.data_command == "generate":
+        from rich.progress import Progress
+
+        from astrobench.datasets.synthetic import generate_to_disk
+
+        if args.n <= 0:
+            raise UsageError(f"--n must be positive, got {args.n}")
+        with Progress() as progress:
+            bar = progress.add_task(f"simulating {args.n} galaxies ({args.preset})", total=args.n)
+            path = generate_to_disk(args.preset, args.n, args.seed, args.out, workers=args.workers,
+                                    progress=lambda done, total: progress.update(bar, completed=done))
+        print(f"wrote {path}")
+        return EXIT_OK
+    if args.data_command == "show":
+        from astrobench.datasets.show import show_dataset
+
+        for path in show_dataset(args.path, args.out):
+            print(f"wrote {path}")
+        return EXIT_OK
+    from astrobench.datasets.inspect import format_inspection, inspect_source, source_for_path
+
+    print(format_inspection(inspect_source(source_for_path(args.path))))
+    return EXIT_OK
+
+
+COMMANDS = {"run": _cmd_run, "ls": _cmd_ls, "leaderboard": _cmd_leaderboard, "data": _cmd_data}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
