@@ -99,15 +99,21 @@ class TinyAutoencoder(Method):
     default_views = ()
     training = {"smoke": {"optimizer": "adamw", "lr": 3e-3}}
 
-    def __init__(self, in_chans: int, image_size: int, views: ViewPipeline, width: int = 8, inject_nan_at: int = -1):
+    def __init__(self, in_chans: int, image_size: int, views: ViewPipeline, width: int = 8, inject_nan_at: int = -1,
+                 slow_step_s: float = 0.0):
         super().__init__(in_chans, image_size, views)
         self.encoder = nn.Sequential(nn.Conv2d(in_chans, width, 3, 2, 1), nn.GELU(), nn.Conv2d(width, width, 3, 2, 1))
         self.decoder = nn.Sequential(nn.ConvTranspose2d(width, width, 4, 2, 1), nn.GELU(),
                                      nn.ConvTranspose2d(width, in_chans, 4, 2, 1))
         self.inject_nan_at = inject_nan_at  # for tests of the non-finite guard
+        self.slow_step_s = slow_step_s  # lets kill tests land between checkpoints
         self.register_buffer("steps_seen", torch.zeros((), dtype=torch.long))
 
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        if self.slow_step_s:
+            import time
+
+            time.sleep(self.slow_step_s)
         view = self.views(batch)
         loss = nn.functional.mse_loss(self.decoder(self.encoder(view)), view)
         if int(self.steps_seen) == self.inject_nan_at:

@@ -293,6 +293,8 @@ class Runner:
 
         embed_key = stable_hash({"stage": "embed", "version": EMBED_VERSION, "model": pretrain_key, "data": self.eval_hash})
         embeddings = self._embeddings(model, embed_key, f"{spec.name} seed {seed}")
+        self._current_keys = {"pretrain_dir": str(run_dir.relative_to(self.cache_dir)),
+                              "embeddings_file": f"embeddings/{embed_key}.npy"}
         inputs = EmbeddingInputs(embeddings, self.eval_data.object_id, self.eval_data.labels, self.eval_splits)
         for job in jobs:
             t0 = time.perf_counter()
@@ -315,7 +317,11 @@ class Runner:
             checkpoints.load_weights(model, final / checkpoints.WEIGHTS)
             model.to(self.device)
             return {**checkpoints.read_meta(final)["stats"], "cached": True}
-        meta = {"key": key, "method": spec.identity(), "seed": seed, "normalizer": self.normalizer.to_dict()}
+        meta = {
+            "key": key, "method": spec.identity(), "seed": seed, "normalizer": self.normalizer.to_dict(),
+            "in_chans": model.in_chans, "image_size": model.image_size, "out_size": model.views.out_size,
+            "extra_args": {"num_classes": model.num_classes} if spec.cls.uses_labels else {},
+        }
         if spec.cls.trainable:
             label = f"pretrain {spec.name} seed {seed}"
             with self.reporter.progress(label, spec.train.steps) as advance:
@@ -381,6 +387,8 @@ class Runner:
             "higher_is_better": dict(task.higher_is_better),
             "details": result.details,
             "pretrain": stats,
+            "artifacts": dict(self._current_keys),  # relative to the cache folder
+            "cache_dir": str(self.cache_dir),
             "eval_wall_time_s": eval_time,
             "resolved_config": config_to_dict(cfg),
             "versions": versions(),
@@ -388,6 +396,24 @@ class Runner:
             "world_size": distributed.world_size(),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+
+
+def load_pretrained(pretrain_dir: Path) -> Method:
+    """Rebuild a pretrained method from its cache folder (``<cache>/pretrain/<name>-<key>``)."""
+    from astrobench.registry import METHODS
+
+    final = Path(pretrain_dir) / "final"
+    if not (final / checkpoints.META).is_file():
+        raise FileNotFoundError(f"{pretrain_dir}: no complete pretrained model (missing final/{checkpoints.META})")
+    meta = checkpoints.read_meta(final)
+    identity = meta["method"]
+    cls = METHODS.get(identity["method"])
+    views = ViewPipeline(identity["views"]["codes"], identity["views"]["params"],
+                         Normalizer.from_dict(meta["normalizer"]), meta["out_size"])
+    model = cls(in_chans=meta["in_chans"], image_size=meta["image_size"], views=views, **identity["options"],
+                **meta.get("extra_args", {}))
+    checkpoints.load_weights(model, final / checkpoints.WEIGHTS)
+    return model.eval()
 
 
 def write_final(model: Method, final: Path, meta: dict[str, Any]) -> None:
