@@ -56,6 +56,10 @@ def batch_indices(n: int, seed: int, step: int, global_batch: int, rank: int, wo
     return np.asarray(out[rank * local : (rank + 1) * local])
 
 
+def step_seed(seed: int, step: int, rank: int) -> int:
+    return ((seed * 1_000_003 + step) * 1_009 + rank) % (2**63 - 1)
+
+
 def lr_lambda(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -182,6 +186,9 @@ def pretrain(
             )
 
     for step in range(start_step, cfg.steps):
+        # augmentation randomness is a pure function of (seed, step, rank): resume needs no RNG
+        # state, and ranks draw different views of their different images
+        torch.manual_seed(step_seed(seed, step, rank))
         batch = batch_at(step)
         with autocast_context(cfg, device):
             out = runner(batch)

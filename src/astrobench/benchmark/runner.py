@@ -151,8 +151,34 @@ def embed_all(model: Method, data: SurveyData, device: torch.device, batch_size:
             progress(min(start + batch_size, len(rows)) * world, n)
     local = torch.cat(chunks) if chunks else torch.zeros(0)
     if world > 1:
-        local = distributed.gather_rows_in_order(local, n)
+        local = gather_strided_rows(local, n, device)
     return local.numpy().astype(np.float32)
+
+
+def gather_strided_rows(local: torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
+    """Rank r holds rows r, r+W, r+2W, ...; return all n rows in order on every rank."""
+    world = distributed.world_size()
+    per_rank = -(-n // world)
+    padded = torch.zeros((per_rank, *local.shape[1:]), dtype=local.dtype)
+    padded[: local.shape[0]] = local
+    padded = padded.to(device)
+    chunks = [torch.empty_like(padded) for _ in range(world)]
+    torch.distributed.all_gather(chunks, padded)
+    stacked = torch.stack(chunks, dim=1).cpu()  # (per_rank, world, D): row i is [i // W, i % W]
+    return stacked.reshape(per_rank * world, *local.shape[1:])[:n]
+
+
+def init_distributed() -> None:
+    """Join the process group that torchrun describes in the environment (no-op without one)."""
+    import os
+
+    if distributed.is_distributed() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        torch.distributed.init_process_group("nccl")
+    else:
+        torch.distributed.init_process_group("gloo")
 
 
 @dataclass
@@ -207,14 +233,27 @@ class Runner:
         return list(self.config.protocols) if self.config.protocols else list(task.default_protocols)
 
     def run(self) -> RunSummary:
+        init_distributed()
+        try:
+            return self._run()
+        finally:
+            if distributed.is_distributed():
+                torch.distributed.destroy_process_group()
+
+    def _run(self) -> RunSummary:
         self.plan()
         cfg = self.config
+        # rank 0 loads first: a dataset generated into the cache is written once, then read by all
+        if distributed.rank() != 0:
+            distributed.barrier()
         with self.reporter.status(f"loading dataset {cfg.dataset!r}"):
             data, data_options = load_dataset(cfg.dataset, cfg.dataset_options, cfg.profile, self.cache_dir)
             if cfg.eval_dataset:
                 eval_data, eval_options = load_dataset(cfg.eval_dataset, cfg.eval_dataset_options, cfg.profile, self.cache_dir)
             else:
                 eval_data, eval_options = data, data_options
+        if distributed.rank() == 0:
+            distributed.barrier()
         for task in self.tasks.values():
             task.check_data(eval_data)
         self.data, self.eval_data = data, eval_data
@@ -295,6 +334,8 @@ class Runner:
         embeddings = self._embeddings(model, embed_key, f"{spec.name} seed {seed}")
         self._current_keys = {"pretrain_dir": str(run_dir.relative_to(self.cache_dir)),
                               "embeddings_file": f"embeddings/{embed_key}.npy"}
+        if distributed.rank() != 0:
+            return  # evaluation is cheap next to pretraining: rank 0 does it alone
         inputs = EmbeddingInputs(embeddings, self.eval_data.object_id, self.eval_data.labels, self.eval_splits)
         for job in jobs:
             t0 = time.perf_counter()
@@ -305,10 +346,9 @@ class Runner:
                 else:
                     result = job.task.evaluate(inputs, protocol=job.protocol, seed=seed, label_budget=job.label_budget)
             record = self._record(spec, seed, job, result, stats, pretrain_key, time.perf_counter() - t0)
-            if distributed.rank() == 0:
-                write_result(job.path, record, result.predictions)
-                summary.written.append(job.path)
-                self.reporter.result(record)
+            write_result(job.path, record, result.predictions)
+            summary.written.append(job.path)
+            self.reporter.result(record)
 
     def _pretrained(self, model: Method, spec: MethodSpec, seed: int, data: SurveyData, train_index: np.ndarray,
                     targets: np.ndarray | None, run_dir: Path, key: str) -> dict[str, Any]:
