@@ -1,0 +1,1 @@
+"""The embedded survey simulator: population, photometry tables, presets, batched renderer."""
