@@ -58,3 +58,17 @@ def test_band_check_and_empty_band():
     mask[:, 1] = True
     with pytest.raises(DataError, match=r"band 'r' has no valid pixel"):
         Normalizer.fit(_data(image, mask))
+
+
+def test_fast_asinh_matches_torch_asinh_over_the_float32_range():
+    import torch
+
+    from astrobench.datasets.normalize import fast_asinh
+
+    x = torch.cat([torch.linspace(-5, 5, 10001), torch.logspace(-8, 38, 200), -torch.logspace(-8, 38, 200),
+                   torch.tensor([0.0, -0.0, 3.4e38])])
+    expected = torch.asinh(x.double())
+    got = fast_asinh(x).double()
+    assert torch.isfinite(got).all()
+    assert ((got - expected).abs() <= 2e-6 + 2.4e-7 * expected.abs()).all()  # float32 rounding
+    assert torch.equal(torch.signbit(fast_asinh(torch.tensor([0.0, -0.0]))), torch.tensor([False, True]))

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import torch
 
 from astrobench.augment.base import Augmentation, AugBatch
+from astrobench.augment.ops import GeometricAugmentation, apply_geometry
 from astrobench.datasets.normalize import Normalizer
 from astrobench.registry import AUGMENTATIONS
 
@@ -17,6 +18,11 @@ class ViewPipeline:
     ``codes`` are registered augmentation names, ``params`` their constructor arguments by code.
     Photometric ops run before geometric ones; the normaliser runs last, then a centre crop to
     ``out_size`` (the size jitter-crop produces), so training and evaluation see the same shape.
+
+    Geometric ops that provide a sampling matrix (``ops.GeometricAugmentation``: RR, JC, FL) are
+    composed per image and applied as **one** bilinear resampling straight to the ``out_size``
+    centre crop of their output (the same pixels as resampling, then ``centre_crop``); any other
+    geometric op (a plugin) runs on its own between them.
     """
 
     def __init__(
@@ -50,16 +56,65 @@ class ViewPipeline:
         }
 
     def __call__(self, batch: AugBatch, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A random view: (B, C, out_size, out_size) normalised images."""
+        return self.finish(self.augment(batch, generator, keep_ivar=False))
+
+    def augment(self, batch: AugBatch, generator: torch.Generator | None = None, keep_ivar: bool = True) -> AugBatch:
+        """The augmented batch in flux space (image, mask, ivar, psf_fwhm, ebv updated), cropped to
+        ``out_size`` when the pipeline has composable geometric ops (else at the input size).
+
+        ``keep_ivar=False`` drops ``ivar`` once the photometric ops have used it: the views need
+        only image and mask, and resampling ivar would double the cost of the geometric stage.
+        """
+        pending: list[torch.Tensor] = []  # sampling matrices of consecutive composable ops
+        height, width = batch["image"].shape[-2:]
         for op in self.ops:
+            if isinstance(op, GeometricAugmentation):
+                pending.append(op.sampling_matrix(batch, generator))
+                height, width = op.output_size(height, width)
+                continue
+            if pending:  # a geometric op outside the contract: resample what came before it
+                batch = apply_geometry(batch, _compose(pending), (height, width))
+                pending = []
             batch = op(batch, generator)
-        return self._finish(batch)
+            height, width = batch["image"].shape[-2:]
+        if not keep_ivar and "ivar" in batch:
+            batch = {key: value for key, value in batch.items() if key != "ivar"}  # type: ignore[assignment]
+        if pending:
+            batch = self._resample_to_crop(batch, _compose(pending), (height, width))
+        return batch
+
+    def _resample_to_crop(self, batch: AugBatch, matrix: torch.Tensor, size: tuple[int, int]) -> AugBatch:
+        height, width = size
+        if self.out_size > min(height, width):
+            raise ValueError(
+                f"the geometric augmentations {[op.code for op in self.ops if op.geometric]} produce "
+                f"{height}x{width} images, smaller than the view size {self.out_size}"
+            )
+        # centre_crop keeps rows top..top+out of the op chain's output: its centre lies
+        # top + out/2 - height/2 px (0 or -1/2) from the chain's centre
+        offset = [((n - self.out_size) // 2) + self.out_size / 2 - n / 2 for n in (width, height)]
+        extra = torch.tensor(offset, dtype=torch.float32, device=matrix.device).expand(matrix.shape[0], 2)
+        return apply_geometry(batch, matrix, (self.out_size, self.out_size), extra_offset=extra)
 
     def eval_view(self, batch: AugBatch) -> torch.Tensor:
-        return self._finish(batch)
+        """The deterministic view for embedding: normalised, centre-cropped, no augmentation."""
+        return self.finish(batch)
 
-    def _finish(self, batch: AugBatch) -> torch.Tensor:
+    def finish(self, batch: AugBatch) -> torch.Tensor:
+        """Flux batch -> encoder input: normalise, then centre-crop to ``out_size``."""
         image = self.normalizer(batch["image"], batch.get("mask"))
         return centre_crop(image, self.out_size)
+
+    _finish = finish  # the name before ``finish`` was public
+
+
+def _compose(matrices: list[torch.Tensor]) -> torch.Tensor:
+    # ops applied in order 1, 2, ... read x = S1 S2 ... u (see functional.sampling_matrix)
+    composed = matrices[0]
+    for matrix in matrices[1:]:
+        composed = composed @ matrix
+    return composed
 
 
 def centre_crop(image: torch.Tensor, size: int) -> torch.Tensor:

@@ -1,0 +1,149 @@
+"""Augmentation speed: batched vs. a per-image loop, and vs. the training throughput of a default model.
+
+Run (CPU, or on the batch's device when one is given):
+
+    python -m pytest benchmarks/bench_augment.py --benchmark-enable -s -p no:cacheprovider
+
+Targets (issue 6, DESIGN section 6): the batched pipeline of all five augmentations on
+256 x 5 x 64 x 64 runs >= 10x faster than a per-image loop of the same ops, and the augmentation
+throughput is >= 10x the training throughput (forward + backward + optimizer step) of resnet18 with
+5 input bands at 64 px, batch 256. Contrastive methods call the views twice per step, so the
+summary also gives the ratio per training image (two views each). Nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from astrobench.augment.pipeline import ViewPipeline
+from astrobench.datasets.normalize import Normalizer
+
+BANDS = ("u", "g", "r", "i", "z")
+BATCH, SIDE = 256, 64
+CODES = ["RR", "JC", "GN", "GR", "PS"]
+DEVICE = torch.device(os.environ.get("ASTROBENCH_BENCH_DEVICE", "cuda" if torch.cuda.is_available() else "cpu"))
+RESULTS: dict[str, float] = {}  # name -> seconds per call (median), filled by the benchmarks below
+
+
+def survey_batch(size: int = BATCH) -> dict:
+    generator = torch.Generator().manual_seed(0)
+    offsets = torch.arange(SIDE, dtype=torch.float32) - (SIDE - 1) / 2
+    yy, xx = torch.meshgrid(offsets, offsets, indexing="ij")
+    galaxy = torch.exp(-(xx**2 / 20 + yy**2 / 8))
+    image = galaxy * torch.rand(size, 5, 1, 1, generator=generator) * 5 + 0.05 * torch.randn(size, 5, SIDE, SIDE, generator=generator)
+    batch = {
+        "image": image,
+        "mask": torch.zeros(size, 5, SIDE, SIDE, dtype=torch.bool),
+        "ivar": torch.full((size, 5, SIDE, SIDE), 400.0),
+        "psf_fwhm": torch.full((size, 5), 1.4),
+        "ebv": torch.rand(size, generator=generator) * 0.1,
+        "pixel_scale": torch.full((size,), 0.396),
+    }
+    batch = {key: value.to(DEVICE) for key, value in batch.items()}
+    batch["bands"] = BANDS
+    return batch
+
+
+def views() -> ViewPipeline:
+    return ViewPipeline(CODES, None, Normalizer(BANDS, (0.05,) * 5), SIDE)
+
+
+def synchronize() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def record(benchmark, name: str, images_per_call: int) -> None:
+    if benchmark.stats is None:  # --benchmark-disable: ran once, nothing measured
+        return
+    seconds = benchmark.stats.stats.median
+    RESULTS[name] = seconds
+    benchmark.extra_info["images_per_s"] = images_per_call / seconds
+    benchmark.extra_info["device"] = str(DEVICE)
+
+
+@pytest.fixture(scope="module")
+def batch() -> dict:
+    return survey_batch()
+
+
+def test_augment_batched(benchmark, batch):
+    pipeline, generator = views(), torch.Generator(device=DEVICE).manual_seed(1)
+
+    def run():
+        out = pipeline(batch, generator)
+        synchronize()
+        return out
+
+    out = benchmark.pedantic(run, rounds=7, iterations=1, warmup_rounds=2)
+    assert out.shape == (BATCH, 5, SIDE, SIDE)
+    record(benchmark, "batched", BATCH)
+
+
+def test_augment_batched_without_normaliser(benchmark, batch):
+    pipeline, generator = views(), torch.Generator(device=DEVICE).manual_seed(1)
+
+    def run():
+        out = pipeline.augment(batch, generator)
+        synchronize()
+        return out
+
+    benchmark.pedantic(run, rounds=7, iterations=1, warmup_rounds=2)
+    record(benchmark, "batched_augment_only", BATCH)
+
+
+def test_augment_per_image_loop(benchmark, batch):
+    pipeline, generator = views(), torch.Generator(device=DEVICE).manual_seed(1)
+    singles = [{key: (value[i : i + 1] if torch.is_tensor(value) else value) for key, value in batch.items()} for i in range(BATCH)]
+
+    def run():
+        outs = [pipeline(single, generator) for single in singles]
+        synchronize()
+        return outs
+
+    outs = benchmark.pedantic(run, rounds=2, iterations=1, warmup_rounds=1)
+    assert len(outs) == BATCH
+    record(benchmark, "loop", BATCH)
+
+
+def test_train_step_resnet18(benchmark, batch):
+    import timm
+
+    model = timm.create_model("resnet18", pretrained=False, in_chans=5, num_classes=0).to(DEVICE)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    images = views().eval_view(batch)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = model(images).square().mean()
+        loss.backward()
+        optimizer.step()
+        synchronize()
+        return loss
+
+    benchmark.pedantic(step, rounds=3, iterations=1, warmup_rounds=1)
+    record(benchmark, "train", BATCH)
+
+
+def test_summary():
+    """Prints the ratios (run with -s); asserts nothing about time."""
+    if not {"batched", "loop", "train"} <= RESULTS.keys():
+        pytest.skip("run with --benchmark-enable to measure")
+    rate = {name: BATCH / seconds for name, seconds in RESULTS.items()}
+    lines = [
+        f"device: {DEVICE}, torch threads: {torch.get_num_threads()}",
+        f"augmentation, batched ({'+'.join(CODES)} + normaliser): {rate['batched']:8.0f} images/s",
+    ]
+    if "batched_augment_only" in rate:
+        lines.append(f"augmentation, batched, without normaliser:     {rate['batched_augment_only']:8.0f} images/s")
+    lines += [
+        f"augmentation, per-image loop:                  {rate['loop']:8.0f} images/s",
+        f"batched / loop:                                {rate['batched'] / rate['loop']:8.1f}x (target >= 10x)",
+        f"training resnet18 (5x64x64, batch {BATCH}):         {rate['train']:8.0f} images/s",
+        f"augmentation / training:                       {rate['batched'] / rate['train']:8.1f}x (target >= 10x)",
+        f"  per training image with two views:           {rate['batched'] / rate['train'] / 2:8.1f}x",
+    ]
+    print("\n" + "\n".join(lines))
