@@ -15,6 +15,11 @@ from torch import nn
 
 from astrobench.augment.pipeline import ViewPipeline
 
+# Small ResNets for the CPU profiles: timm's resnet10t made narrower (same algorithm, fewer
+# channels). Every CNN method and the random baseline use these, so rows stay comparable.
+NARROW_RESNET = {"channels": (32, 64, 128, 256), "stem_width": 16}
+TINY_RESNET = {"channels": (8, 16, 32, 64), "stem_width": 8}
+
 
 class Method(nn.Module, ABC):
     """Base class of every registered method.

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import torch
 
 from astrobench.augment.pipeline import ViewPipeline
-from astrobench.methods.base import Method, create_backbone
+from astrobench.methods.base import NARROW_RESNET, TINY_RESNET, Method, create_backbone
 from astrobench.registry import register_method
 
 
@@ -16,16 +16,16 @@ class RandomEncoder(Method):
     """A randomly initialised timm encoder (seeded), never trained: the floor any method must beat."""
 
     trainable = False
+    # the same backbones as the CNN methods at each profile
     profiles: ClassVar[dict[str, dict[str, Any]]] = {
-        "smoke": {"backbone": "resnet10t"},
-        "quick": {"backbone": "resnet18"},
-        "paper": {"backbone": "resnet50"},
+        "smoke": {"backbone": "resnet10t", "backbone_options": TINY_RESNET},
+        "quick": {"backbone": "resnet10t", "backbone_options": NARROW_RESNET},
     }
 
-    def __init__(self, in_chans: int, image_size: int, views: ViewPipeline, backbone: str = "resnet50"):
+    def __init__(self, in_chans: int, image_size: int, views: ViewPipeline, backbone: str = "resnet50",
+                 backbone_options: dict[str, Any] | None = None):
         super().__init__(in_chans, image_size, views)
-        self.backbone_name = backbone
-        self.backbone = create_backbone(backbone, in_chans, image_size)
+        self.backbone = create_backbone(backbone, in_chans, image_size, **(backbone_options or {}))
 
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         raise RuntimeError("the random encoder is never trained (trainable = False)")

@@ -1,0 +1,101 @@
+"""Thin wrappers over ``torch.distributed`` that also work in a single process."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+# -- collectives used inside methods (no-ops in a single process) ---------------------------------
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather along dim 0 whose backward sums every rank's gradient for the local slice.
+
+    With each rank's loss taken over the gathered batch and DDP averaging gradients, the summed
+    backward makes a W-rank step equal to a 1-process step on the whole batch. (torch's own
+    ``torch.distributed.nn.functional.all_gather`` does the same but needs all-to-all, which
+    gloo lacks on some builds; an all-reduce of the gradient works on every backend.)
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous()
+        ctx.local = x.shape[0]
+        chunks = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(chunks, x)
+        return torch.cat(chunks, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        start = dist.get_rank() * ctx.local
+        return grad[start : start + ctx.local]
+
+
+class _AllReduceWithGrad(torch.autograd.Function):
+    """Sum over ranks; the gradient of a sum is the summed gradient (an all-reduce again)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x = x.clone().contiguous()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone().contiguous()
+        dist.all_reduce(grad)
+        return grad
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` (equal shapes on every rank) from all ranks in rank order, keeping gradients."""
+    if world_size() == 1:
+        return x
+    return _GatherWithGrad.apply(x)
+
+
+@torch.no_grad()
+def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` from all ranks in rank order (keys for a queue, images to shuffle)."""
+    if world_size() == 1:
+        return x
+    chunks = [torch.empty_like(x) for _ in range(world_size())]
+    dist.all_gather(chunks, x.contiguous())
+    return torch.cat(chunks, dim=0)
+
+
+def all_reduce_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Sum of ``x`` over ranks, differentiable (statistics of cross-rank batch norm)."""
+    if world_size() == 1:
+        return x
+    return _AllReduceWithGrad.apply(x)
+
+
+@torch.no_grad()
+def broadcast(x: torch.Tensor, src: int = 0) -> torch.Tensor:
+    """Rank ``src``'s ``x`` on every rank (random permutations drawn once, used everywhere)."""
+    if world_size() == 1:
+        return x
+    x = x.contiguous()
+    dist.broadcast(x, src)
+    return x
