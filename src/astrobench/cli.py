@@ -61,6 +61,36 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"astrobench: error: {message}\n")
 
 
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``run`` and ``ablate``."""
+    parser.add_argument("--task", type=_csv, help="task name(s), comma-separated (default: redshift)")
+    parser.add_argument("--dataset", help="dataset name (default: synthetic)")
+    parser.add_argument("--dataset-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                        help="dataset constructor option, repeatable (e.g. --dataset-option n=2000)")
+    parser.add_argument("--eval-dataset", help="labelled dataset for the tasks when not the pretraining data")
+    parser.add_argument("--eval-dataset-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--method-option", type=_key_value, action="append", default=[], metavar="[METHOD.]KEY=VALUE",
+                        help="method constructor option, repeatable; without METHOD. it applies to every method")
+    parser.add_argument("--task-option", type=_key_value, action="append", default=[], metavar="[TASK.]KEY=VALUE",
+                        help="task constructor option, repeatable; without TASK. it applies to every task")
+    parser.add_argument("--backbone", help="timm backbone for every method that takes one")
+    parser.add_argument("--profile", choices=["smoke", "quick", "paper"], help="sizes (default: quick)")
+    parser.add_argument("--seeds", type=_int_csv, help="seeds, comma-separated (default: 0)")
+    parser.add_argument("--protocol", type=_csv, help="protocols (default: each task's own)")
+    parser.add_argument("--labels", type=_budgets, help="label budgets, e.g. 50,100,200,all (default: all)")
+    parser.add_argument("--steps", type=int, help="pretraining steps (overrides the profile)")
+    parser.add_argument("--batch-size", type=int, help="global pretraining batch size")
+    parser.add_argument("--config", help="YAML file with run settings")
+    parser.add_argument("--results-dir", help="results folder (default: ./results or $ASTROBENCH_RESULTS)")
+    parser.add_argument("--cache-dir", help="cache of datasets, checkpoints, embeddings (default: ~/.cache/astrobench or $ASTROBENCH_CACHE)")
+    parser.add_argument("--overwrite", choices=["only-missing", "always", "never"], help="existing results (default: only-missing)")
+    parser.add_argument("--plugin", action="append", default=[], help="module or .py file that registers plugins, repeatable")
+    parser.add_argument("--device", help="torch device (default: auto)")
+    parser.add_argument("--devices", type=int, help="data-parallel processes on this machine (launches torchrun; "
+                        "gloo on CPU, NCCL on GPUs); for several nodes use torchrun -m astrobench run ...")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="astrobench", description="Benchmark self-supervised representations of survey images.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -70,31 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
         "Pretrain each method on the dataset, embed, evaluate every task, store results. "
         "Precedence: command line > --config YAML > method/profile defaults."))
     run.add_argument("--method", type=_csv, help="method name(s), comma-separated (default: random)")
-    run.add_argument("--task", type=_csv, help="task name(s), comma-separated (default: redshift)")
-    run.add_argument("--dataset", help="dataset name (default: synthetic)")
-    run.add_argument("--dataset-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
-                     help="dataset constructor option, repeatable (e.g. --dataset-option n=2000)")
-    run.add_argument("--eval-dataset", help="labelled dataset for the tasks when not the pretraining data")
-    run.add_argument("--eval-dataset-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE")
-    run.add_argument("--method-option", type=_key_value, action="append", default=[], metavar="[METHOD.]KEY=VALUE",
-                     help="method constructor option, repeatable; without METHOD. it applies to every method")
-    run.add_argument("--task-option", type=_key_value, action="append", default=[], metavar="[TASK.]KEY=VALUE",
-                     help="task constructor option, repeatable; without TASK. it applies to every task")
-    run.add_argument("--backbone", help="timm backbone for every method that takes one")
-    run.add_argument("--profile", choices=["smoke", "quick", "paper"], help="sizes (default: quick)")
-    run.add_argument("--seeds", type=_int_csv, help="seeds, comma-separated (default: 0)")
-    run.add_argument("--protocol", type=_csv, help="protocols (default: each task's own)")
-    run.add_argument("--labels", type=_budgets, help="label budgets, e.g. 50,100,200,all (default: all)")
-    run.add_argument("--steps", type=int, help="pretraining steps (overrides the profile)")
-    run.add_argument("--batch-size", type=int, help="global pretraining batch size")
-    run.add_argument("--config", help="YAML file with run settings")
-    run.add_argument("--results-dir", help="results folder (default: ./results or $ASTROBENCH_RESULTS)")
-    run.add_argument("--cache-dir", help="cache of datasets, checkpoints, embeddings (default: ~/.cache/astrobench or $ASTROBENCH_CACHE)")
-    run.add_argument("--overwrite", choices=["only-missing", "always", "never"], help="existing results (default: only-missing)")
-    run.add_argument("--plugin", action="append", default=[], help="module or .py file that registers plugins, repeatable")
-    run.add_argument("--device", help="torch device (default: auto)")
-    run.add_argument("--tag", help="label stored with the results (e.g. an ablation variant)")
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_run_options(run)
+    run.add_argument("--tag", help="label stored with the results (e.g. an ablation variant); "
+                     "write --tag=-GN for a tag that starts with a dash")
+
+    ablate = sub.add_parser("ablate", help="augmentation ablation of one method", description=(
+        "Pretrain and evaluate one method once per augmentation variant (leave-one-out, add-one or single), "
+        "store each as results tagged with the variant, print the ablation table and save a bar chart."))
+    ablate.add_argument("--method", required=True, help="the method to ablate")
+    ablate.add_argument("--augs", type=_csv, help="augmentation codes (default: RR,JC,GN,GR,PS)")
+    ablate.add_argument("--mode", choices=["leave-one-out", "add-one", "single"], default="leave-one-out")
+    ablate.add_argument("--format", choices=["rich", "md", "csv", "latex", "json", "html"], default="rich")
+    ablate.add_argument("--chart", help="PNG of the ablation bars (default: <results-dir>/ablations/<method>.png)")
+    _add_run_options(ablate)
 
     ls = sub.add_parser("ls", help="list registered names", description="List registered plugins (never imports torch).")
     ls.add_argument("kind", choices=["methods", "tasks", "datasets", "augmentations"])
@@ -112,6 +130,27 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--all-metrics", action="store_true", help="every metric, not only each task's main score")
     lb.add_argument("--format", choices=["rich", "md", "csv", "latex", "json", "html"], default="rich")
     lb.add_argument("--out", help="write to this file instead of the terminal")
+    lb.add_argument("--view", choices=["table", "curves", "ablation"], default="table",
+                    help="table (default); curves: one column per label budget; ablation: the tags of one method "
+                         "against its 'full' (or untagged) variant")
+
+    rep = sub.add_parser("report", help="write a self-contained HTML report (leaderboard and figures)",
+                         description="Static HTML page (no server, no network) with the leaderboard and figures "
+                                     "built from the results store and the cache: t-SNE of embeddings, similarity "
+                                     "search, MAE reconstructions, photo-z, label efficiency, ablations, training.")
+    rep.add_argument("--out", required=True, help="folder for index.html and its PNG figures")
+    rep.add_argument("--results-dir", help="results folder (default: ./results or $ASTROBENCH_RESULTS)")
+    rep.add_argument("--cache-dir", help="cache of datasets, checkpoints, embeddings (default: each result's own "
+                                         "cache folder, else $ASTROBENCH_CACHE or ~/.cache/astrobench)")
+    rep.add_argument("--plugin", action="append", default=[], help="module or .py file that registers plugins, repeatable")
+    rep.add_argument("--task", type=_csv)
+    rep.add_argument("--dataset", type=_csv)
+    rep.add_argument("--profile", type=_csv)
+    rep.add_argument("--protocol", type=_csv)
+    rep.add_argument("--method", type=_csv)
+    rep.add_argument("--labels", type=_csv, help="label budgets to include (numbers or 'all')")
+    rep.add_argument("--tag", type=_csv)
+    rep.add_argument("--quiet", action="store_true", help="no progress messages")
 
     data = sub.add_parser("data", help="dataset commands: generate, show, inspect")
     dsub = data.add_subparsers(dest="data_command", parser_class=_Parser)
@@ -132,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     if args.version:
         from astrobench import __version__
 
@@ -248,6 +289,8 @@ def _scoped_options(pairs: list[tuple[str, Any]], names: list[str], base: dict[s
 
 def _cmd_run(args: argparse.Namespace) -> int:
     config = _run_config(args)
+    if args.devices is not None and args.devices > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch_data_parallel(args.devices, args.argv)
     from astrobench.benchmark.runner import Reporter, Runner
 
     summary = Runner(config, Reporter(enabled=not args.quiet)).run()
@@ -275,22 +318,27 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     try:
         out = render(records, args.format, all_metrics=args.all_metrics, task=args.task, dataset=args.dataset,
                      profile=args.profile, protocol=args.protocol, method=args.method, label_budget=args.labels,
-                     tag=args.tag)
+                     tag=args.tag, view=args.view)
     except LookupError as exc:
         raise UsageError(str(exc)) from exc
-    if args.format == "rich":
+    _print(out, args.format, args.out)
+    return EXIT_OK
+
+
+def _print(rendered: Any, fmt: str, out: str | None) -> None:
+    """A rendered table to the terminal or a file (rich tables through a rich console)."""
+    if fmt == "rich":
         from rich.console import Console
 
-        if args.out:
-            with open(args.out, "w") as handle:
-                Console(file=handle, width=200).print(out)
+        if out:
+            with open(out, "w") as handle:
+                Console(file=handle, width=200).print(rendered)
         else:
-            Console().print(out)
-    elif args.out:
-        Path(args.out).write_text(out)
+            Console().print(rendered)
+    elif out:
+        Path(out).write_text(rendered)
     else:
-        sys.stdout.write(out)
-    return EXIT_OK
+        sys.stdout.write(rendered if rendered.endswith("\n") else rendered + "\n")
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
@@ -321,7 +369,75 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": _cmd_run, "ls": _cmd_ls, "leaderboard": _cmd_leaderboard, "data": _cmd_data}
+def _cmd_report(args: argparse.Namespace) -> int:
+    from astrobench.benchmark.report import build_report
+    from astrobench.registry import load_plugin
+
+    results_dir = Path(args.results_dir or os.environ.get("ASTROBENCH_RESULTS", "results"))
+    if not results_dir.is_dir():
+        raise UsageError(f"results folder {str(results_dir)!r} does not exist (run `astrobench run` first)")
+    for plugin in args.plugin:
+        load_plugin(plugin)
+    log = None if args.quiet else (lambda text: print(text, file=sys.stderr))
+    try:
+        index = build_report(results_dir, Path(args.out), Path(args.cache_dir) if args.cache_dir else None,
+                             log=log, task=args.task, dataset=args.dataset, profile=args.profile,
+                             protocol=args.protocol, method=args.method, label_budget=args.labels, tag=args.tag)
+    except LookupError as exc:
+        raise UsageError(str(exc)) from exc
+    print(f"wrote {index}")
+    return EXIT_OK
+
+
+def _cmd_ablate(args: argparse.Namespace) -> int:
+    if "," in args.method:
+        raise UsageError(f"ablate studies one method at a time, got {args.method!r}")
+    args.method, args.tag = [args.method], None
+    config = _run_config(args)
+    if args.devices is not None and args.devices > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch_data_parallel(args.devices, args.argv)
+    from astrobench.benchmark import figures
+    from astrobench.benchmark.ablation import DEFAULT_AUGS, run_ablation
+    from astrobench.benchmark.leaderboard import ablation_table, render, results_frame
+    from astrobench.benchmark.runner import Reporter
+    from astrobench.registry import AUGMENTATIONS
+
+    augs = args.augs or list(DEFAULT_AUGS)
+    for code in augs:
+        AUGMENTATIONS.get(code)  # an unknown code is a usage error that suggests close ones
+    records = run_ablation(config, config.methods[0], augs, args.mode, Reporter(enabled=not args.quiet))
+    if os.environ.get("RANK", "0") != "0":
+        return EXIT_OK
+    _print(render(records, args.format, view="ablation"), args.format, None)
+    chart = Path(args.chart) if args.chart else (
+        Path(config.results_dir) / "ablations" / f"{config.methods[0]}-{'-'.join(config.tasks)}-{args.mode}.png")
+    figures.ablation_bars(ablation_table(results_frame(records)), chart)
+    print(f"wrote {chart}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _launch_data_parallel(n: int, argv: list[str]) -> int:
+    """Re-run this command under torchrun with ``n`` local processes."""
+    import subprocess
+
+    rest, skip = [], False
+    for i, item in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if item == "--devices":
+            skip = True
+            continue
+        if item.startswith("--devices="):
+            continue
+        rest.append(item)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}",
+           "-m", "astrobench", *rest]
+    return subprocess.run(cmd).returncode
+
+
+COMMANDS = {"run": _cmd_run, "ablate": _cmd_ablate, "ls": _cmd_ls, "leaderboard": _cmd_leaderboard, "data": _cmd_data,
+            "report": _cmd_report}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,7 +2,15 @@
 
 Cells are mean ± std over seeds; the best mean per column is marked, respecting each metric's
 direction (``higher_is_better`` stored with every result). Rows are method configurations
-(method name, plus the config hash when one name has several configs, plus the tag).
+(method name, plus the config hash when one name and tag has several configs, plus the tag).
+
+Views (``render(..., view=...)``):
+- ``table``: the leaderboard above.
+- ``curves``: label efficiency: rows methods, one column per task · protocol · main score · label
+  budget, budgets in numeric order (``all`` last).
+- ``ablation``: rows are the tags of one method (ablation variants such as ``full``, ``-GN``,
+  ``only-RR``); per column the main score and its change Δ against the ``full`` variant (or the
+  untagged one), with Δ's spread over seeds (paired by seed where both variants have that seed).
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 FORMATS = ("rich", "md", "csv", "latex", "json", "html")
+VIEWS = ("table", "curves", "ablation")
 
 
 def results_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -62,10 +71,11 @@ def aggregate(df: pd.DataFrame, all_metrics: bool) -> pd.DataFrame:
 
 
 def _row_labels(df: pd.DataFrame) -> pd.Series:
-    hashes_per_method = df.groupby("method")["config_hash"].nunique()
+    # the config hash is shown only where one method name and tag has several configurations
+    hashes = df.groupby(["method", "tag"])["config_hash"].nunique() if not df.empty else None
     def label(r: pd.Series) -> str:
         text = r["method"]
-        if hashes_per_method[r["method"]] > 1:
+        if hashes[(r["method"], r["tag"])] > 1:
             text += f" [{r['config_hash'][:6]}]"
         if r["tag"]:
             text += f" ({r['tag']})"
@@ -80,9 +90,11 @@ def column_label(task: str, protocol: str, budget: Any, metric: str, show_budget
     return " · ".join(parts) + f" · {metric}"
 
 
-def build_table(agg: pd.DataFrame) -> tuple[list[str], list[str], dict[tuple[str, str], dict[str, Any]]]:
+def build_table(agg: pd.DataFrame, show_budget: bool | None = None
+                ) -> tuple[list[str], list[str], dict[tuple[str, str], dict[str, Any]]]:
     """Rows, columns and cells {mean, std, n, best}; rows ranked by mean rank over columns."""
-    show_budget = agg["label_budget"].nunique() > 1
+    if show_budget is None:
+        show_budget = agg["label_budget"].nunique() > 1
     agg = agg.assign(column=[column_label(t, p, b, m, show_budget) for t, p, b, m in
                              zip(agg["task"], agg["protocol"], agg["label_budget"], agg["metric"])])
     columns = list(dict.fromkeys(agg.sort_values(["task", "protocol", "label_budget", "metric"], key=_sort_key)["column"]))
@@ -104,7 +116,16 @@ def build_table(agg: pd.DataFrame) -> tuple[list[str], list[str], dict[tuple[str
 
 
 def _sort_key(series: pd.Series) -> pd.Series:
+    if series.name == "label_budget":  # numeric order, "all" last
+        return series.map(budget_order)
     return series.astype(str)
+
+
+def budget_order(budget: Any) -> float:
+    """Sort key of a label budget: its number, ``all`` (every label) after every number."""
+    if budget is None or str(budget) == "all":
+        return math.inf
+    return float(budget)
 
 
 def _fmt(cell: dict[str, Any] | None) -> str:
@@ -116,26 +137,39 @@ def _fmt(cell: dict[str, Any] | None) -> str:
     return text
 
 
-def render(records: list[dict[str, Any]], fmt: str = "rich", all_metrics: bool = False, **filters: Any) -> Any:
-    """Render the leaderboard of ``records``; returns a string (or a rich Table for ``rich``)."""
-    if fmt not in FORMATS:
-        raise ValueError(f"format {fmt!r} is not one of {list(FORMATS)}")
+def select(records: list[dict[str, Any]], **filters: Any) -> pd.DataFrame:
+    """The long frame of ``records`` after ``filters``; an empty selection is a ``LookupError``."""
     df = filter_frame(results_frame(records), **filters)
     if df.empty:
-        raise LookupError("no results match" + (f" {', '.join(f'{k}={v}' for k, v in filters.items() if v is not None)}" if any(v is not None for v in filters.values()) else " (the results folder is empty)"))
+        given = {k: v for k, v in filters.items() if v is not None}
+        raise LookupError("no results match" + (f" {', '.join(f'{k}={v}' for k, v in given.items())}" if given
+                                                 else " (the results folder is empty)"))
+    return df
+
+
+def render(records: list[dict[str, Any]], fmt: str = "rich", all_metrics: bool = False, *, view: str = "table",
+           **filters: Any) -> Any:
+    """Render the leaderboard of ``records``; returns a string (or a rich Table for ``rich``).
+
+    ``view``: ``table`` (the leaderboard), ``curves`` (label efficiency: one column per label budget)
+    or ``ablation`` (the tags of one method against its ``full`` variant); see the module docstring.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"format {fmt!r} is not one of {list(FORMATS)}")
+    if view not in VIEWS:
+        raise ValueError(f"view {view!r} is not one of {list(VIEWS)}")
+    df = select(records, **filters)
+    if view == "ablation":
+        return _render_ablation(ablation_table(df, all_metrics), fmt)
     agg = aggregate(df, all_metrics)
-    rows, columns, cells = build_table(agg)
+    rows, columns, cells = build_table(agg, show_budget=True if view == "curves" else None)
     seeds = df.groupby(_row_labels(df))["seed"].nunique()
     if fmt == "json":
         return json.dumps([
             {"rank": i + 1, "method": row, "seeds": int(seeds[row]),
-             "scores": {c: {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in cells[(row, c)].items()}
-                        for c in columns if (row, c) in cells}}
+             "scores": {c: _clean(cells[(row, c)]) for c in columns if (row, c) in cells}}
             for i, row in enumerate(rows)
         ], indent=2)
-    header = ["rank", "method", "seeds", *columns]
-    body = [[str(i + 1), row, str(int(seeds[row])), *[_fmt(cells.get((row, c))) for c in columns]] for i, row in enumerate(rows)]
-    best = [[False, False, False, *[bool(cells.get((row, c), {}).get("best")) for c in columns]] for row in rows]
     if fmt == "csv":
         flat = []
         for i, row in enumerate(rows):
@@ -146,15 +180,32 @@ def render(records: list[dict[str, Any]], fmt: str = "rich", all_metrics: bool =
                 entry[f"{c} std"] = cell["std"] if cell else None
             flat.append(entry)
         return pd.DataFrame(flat).to_csv(index=False)
+    header = ["rank", "method", "seeds", *columns]
+    body = [[str(i + 1), row, str(int(seeds[row])), *[_fmt(cells.get((row, c))) for c in columns]] for i, row in enumerate(rows)]
+    best = [[False, False, False, *[bool(cells.get((row, c), {}).get("best")) for c in columns]] for row in rows]
+    if view == "curves":
+        title, caption = "astrobench label efficiency", "main score per label budget (n = labelled training objects); mean ± std over seeds; best per column in bold"
+    else:
+        title, caption = "astrobench leaderboard", "mean ± std over seeds; best per column in bold"
+    return _emit(fmt, header, body, best, title, caption, css_class="leaderboard" if view == "table" else f"leaderboard {view}")
+
+
+def _clean(cell: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in cell.items()}
+
+
+def _emit(fmt: str, header: list[str], body: list[list[str]], best: list[list[bool]], title: str, caption: str,
+          css_class: str = "leaderboard") -> Any:
+    """A grid of text cells (bold where ``best``) as Markdown, LaTeX, HTML or a rich Table."""
     if fmt == "md":
         mark = lambda text, b: f"**{text}**" if b else text  # noqa: E731
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(mark(t, b) for t, b in zip(r, bs)) + " |" for r, bs in zip(body, best)]
         return "\n".join(lines) + "\n"
     if fmt == "latex":
-        esc = lambda t: t.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("&", r"\&").replace("%", r"\%").replace("±", r"$\pm$").replace("·", r"/").replace("#", r"\#")  # noqa: E731
+        esc = lambda t: t.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("&", r"\&").replace("%", r"\%").replace("±", r"$\pm$").replace("·", r"/").replace("#", r"\#").replace("Δ", r"$\Delta$").replace("−", "-")  # noqa: E731
         mark = lambda text, b: rf"\textbf{{{text}}}" if b else text  # noqa: E731
-        lines = [r"\begin{tabular}{" + "rlr" + "c" * len(columns) + "}", r"\toprule",
+        lines = [r"\begin{tabular}{" + "rlr" + "c" * (len(header) - 3) + "}", r"\toprule",
                  " & ".join(esc(h) for h in header) + r" \\", r"\midrule"]
         lines += [" & ".join(mark(esc(t), b) for t, b in zip(r, bs)) + r" \\" for r, bs in zip(body, best)]
         lines += [r"\bottomrule", r"\end{tabular}"]
@@ -167,12 +218,144 @@ def render(records: list[dict[str, Any]], fmt: str = "rich", all_metrics: bool =
             "<tr>" + "".join(f"<td class=\"best\"><b>{h.escape(t)}</b></td>" if b else f"<td>{h.escape(t)}</td>" for t, b in zip(r, bs)) + "</tr>"
             for r, bs in zip(body, best)
         )
-        return f"<table class=\"leaderboard\"><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>\n"
+        return f"<table class=\"{css_class}\"><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>\n"
     from rich.table import Table
 
-    table = Table(title="astrobench leaderboard", caption="mean ± std over seeds; best per column in bold")
+    table = Table(title=title, caption=caption)
     for i, c in enumerate(header):
         table.add_column(c, justify="left" if i == 1 else "right")
     for r, bs in zip(body, best):
         table.add_row(*[f"[bold]{t}[/bold]" if b else t for t, b in zip(r, bs)])
     return table
+
+
+# -- ablation view ---------------------------------------------------------------------------------
+BASELINE_TAGS = ("full", "")  # the variant every other tag is compared with, in order of preference
+
+
+def tag_label(tag: str) -> str:
+    return tag if tag else "(untagged)"
+
+
+def ablation_table(df: pd.DataFrame, all_metrics: bool = False) -> dict[str, Any]:
+    """The tags of one method against its baseline variant (``full``, else untagged).
+
+    ``df`` is a (filtered) ``results_frame``. Returns {method, baseline, rows, columns, seeds, cells}
+    where ``cells[(row, column)]`` has mean, std, n (over seeds), delta (mean change against the
+    baseline; paired by seed when the two variants share seeds), delta_std (spread of the per-seed
+    change, or the combined std when unpaired), paired, higher_is_better and best. ``rows`` start
+    with the baseline, then the variants from the best change to the worst (direction-aware).
+    """
+    if not all_metrics:
+        df = df[df["is_main"]]
+    df = df[~df["metric"].str.endswith("_std")]
+    methods = sorted(df["method"].unique())
+    if len(methods) > 1:
+        tagged = [m for m in methods if df.loc[df["method"] == m, "tag"].nunique() > 1]
+        if len(tagged) != 1:
+            raise LookupError("the ablation view compares the tags of one method; choose it with --method "
+                              f"(methods with several tags: {tagged or 'none'}; all methods: {methods})")
+        df = df[df["method"] == tagged[0]]
+    method = str(df["method"].iloc[0])
+    tags = set(df["tag"])
+    baseline = next((t for t in BASELINE_TAGS if t in tags), None)
+    if baseline is None:
+        raise LookupError(f"method {method!r} has no 'full' or untagged variant to compare its tags {sorted(tags)} with "
+                          "(run it once with --tag full)")
+    show_budget = df["label_budget"].nunique() > 1
+    df = df.assign(column=[column_label(t, p, b, m, show_budget) for t, p, b, m in
+                           zip(df["task"], df["protocol"], df["label_budget"], df["metric"])])
+    columns = list(dict.fromkeys(df.sort_values(["task", "protocol", "label_budget", "metric"], key=_sort_key)["column"]))
+    cells: dict[tuple[str, str], dict[str, Any]] = {}
+    for column, group in df.groupby("column"):
+        hib = group["higher_is_better"].iloc[0]
+        direction = 1 if hib is None or hib else -1
+        per_seed = group.groupby(["tag", "seed"])["value"].mean()  # several configs of one tag: averaged
+        base = per_seed.loc[baseline] if baseline in per_seed.index.get_level_values(0) else None
+        for tag, values in per_seed.groupby(level=0):
+            values = values.droplevel(0)
+            mean, std = float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else math.nan
+            delta, delta_std, paired = math.nan, math.nan, False
+            if base is not None:
+                common = values.index.intersection(base.index)
+                if len(common):
+                    diff = values.loc[common] - base.loc[common]
+                    delta, paired = float(diff.mean()), True
+                    delta_std = float(diff.std(ddof=1)) if len(diff) > 1 else math.nan
+                else:
+                    base_std = float(base.std(ddof=1)) if len(base) > 1 else math.nan
+                    delta = mean - float(base.mean())
+                    delta_std = math.sqrt(std**2 + base_std**2)
+            cells[(tag_label(tag), column)] = {
+                "mean": mean, "std": std, "n": int(len(values)), "delta": 0.0 if tag == baseline else delta,
+                "delta_std": math.nan if tag == baseline else delta_std, "paired": paired,
+                "higher_is_better": None if hib is None else bool(hib), "direction": direction,
+            }
+        best = max(c["mean"] * direction for (r, col), c in cells.items() if col == column)
+        for (r, col), c in cells.items():
+            if col == column:
+                c["best"] = math.isclose(c["mean"] * direction, best, rel_tol=1e-12, abs_tol=1e-15)
+    labels = sorted({tag_label(t) for t in tags})
+    # a column only the baseline has compares nothing: leave it out (unless nothing else is left)
+    compared = [c for c in columns if any(col == c and r != tag_label(baseline) for r, col in cells)]
+    columns = compared or columns
+
+    def gain(row: str) -> float:
+        changes = [c["delta"] * c["direction"] for (r, _), c in cells.items() if r == row and not math.isnan(c["delta"])]
+        return sum(changes) / len(changes) if changes else -math.inf
+
+    others = sorted((r for r in labels if r != tag_label(baseline)), key=lambda r: (-gain(r), r))
+    rows = [tag_label(baseline), *others]
+    seeds = {tag_label(t): int(n) for t, n in df.groupby("tag")["seed"].nunique().items()}
+    return {"method": method, "baseline": tag_label(baseline), "rows": rows, "columns": columns, "seeds": seeds,
+            "cells": cells}
+
+
+def _signed(value: float, digits: str = ".3g") -> str:
+    return "–" if math.isnan(value) else f"{value:+{digits}}".replace("-", "−")
+
+
+def _render_ablation(table: dict[str, Any], fmt: str) -> Any:
+    method, baseline, rows, columns, cells = (table[k] for k in ("method", "baseline", "rows", "columns", "cells"))
+    if fmt == "json":
+        return json.dumps({
+            "method": method, "baseline": baseline,
+            "rows": [{"tag": row, "seeds": table["seeds"][row], "baseline": row == baseline,
+                      "scores": {c: _clean(cells[(row, c)]) for c in columns if (row, c) in cells}} for row in rows],
+        }, indent=2)
+    if fmt == "csv":
+        flat = []
+        for row in rows:
+            entry: dict[str, Any] = {"method": method, "tag": row, "seeds": table["seeds"][row], "baseline": row == baseline}
+            for c in columns:
+                cell = cells.get((row, c), {})
+                for key in ("mean", "std", "delta", "delta_std"):
+                    entry[f"{c} {key}"] = cell.get(key)
+            flat.append(entry)
+        return pd.DataFrame(flat).to_csv(index=False)
+    header = ["#", f"tag ({method})", "seeds"]
+    for c in columns:
+        header += [c, f"Δ vs {baseline}"]
+    body, best = [], []
+    for i, row in enumerate(rows):
+        texts, marks = [str(i + 1), row, str(table["seeds"][row])], [False, False, False]
+        for c in columns:
+            cell = cells.get((row, c))
+            texts.append(_fmt(cell))
+            marks.append(bool(cell and cell["best"]))
+            if cell is None:
+                texts.append("–")
+            elif row == baseline:
+                texts.append("(baseline)")
+            else:
+                text = _signed(cell["delta"])
+                if not math.isnan(cell["delta_std"]):
+                    text += f" ± {cell['delta_std']:.2g}"
+                texts.append(text)
+            marks.append(False)
+        body.append(texts)
+        best.append(marks)
+    title = f"astrobench ablation: {method}"
+    caption = (f"main score (mean ± std over seeds) and its change Δ against the {baseline} variant "
+               "(mean ± std of the per-seed change); best per column in bold")
+    return _emit(fmt, header, body, best, title, caption, css_class="leaderboard ablation")
