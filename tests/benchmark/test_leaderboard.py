@@ -56,3 +56,13 @@ def test_label_budgets_become_separate_columns():
     records = [rec("mae", 0, 0.02, 1.0, budget=50), rec("mae", 0, 0.01, 1.0, budget=400)]
     csv = render(records, "csv")
     assert "n=50" in csv and "n=400" in csv
+
+
+def test_a_metric_without_direction_is_shown_but_never_marked_or_ranked():
+    records = [rec("mae", 0, 0.02, 1.0), rec("random", 0, 0.05, 0.5)]
+    for r, bias in zip(records, (0.3, -0.01)):
+        r["scores"]["bias"] = bias  # signed: no better direction, absent from higher_is_better
+    rows = json.loads(render(records, "json", all_metrics=True))
+    assert [r["method"] for r in rows] == ["mae", "random"]  # ranked by sigma_mad / eta only: tied 1-1
+    bias = {r["method"]: r["scores"]["redshift · linear · bias"] for r in rows}
+    assert bias["mae"]["mean"] == 0.3 and not bias["mae"]["best"] and not bias["random"]["best"]

@@ -102,7 +102,13 @@ def build_table(agg: pd.DataFrame, show_budget: bool | None = None
     ranks: dict[str, list[float]] = {}
     for column, group in agg.groupby("column"):
         hib = group["higher_is_better"].iloc[0]
-        direction = 1 if hib is None or hib else -1
+        if hib is None or (isinstance(hib, float) and math.isnan(hib)):
+            # a metric without a better direction (a signed bias) is shown, never ranked or marked
+            for _, r in group.iterrows():
+                cells[(r["row"], column)] = {"mean": r["mean"], "std": r["std"], "n": int(r["n"]), "best": False}
+                ranks.setdefault(r["row"], [])
+            continue
+        direction = 1 if hib else -1
         best = (group["mean"] * direction).max()
         ranked = (group["mean"] * -direction).rank(method="min")
         for (_, r), rank in zip(group.iterrows(), ranked):
@@ -111,7 +117,8 @@ def build_table(agg: pd.DataFrame, show_budget: bool | None = None
                 "best": math.isclose(r["mean"] * direction, best, rel_tol=1e-12, abs_tol=1e-15),
             }
             ranks.setdefault(r["row"], []).append(float(rank))
-    rows = sorted(ranks, key=lambda row: (sum(ranks[row]) / len(ranks[row]), row))
+    mean_rank = {row: sum(v) / len(v) if v else math.inf for row, v in ranks.items()}
+    rows = sorted(ranks, key=lambda row: (mean_rank[row], row))
     return rows, columns, cells
 
 

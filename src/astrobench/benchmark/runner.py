@@ -222,15 +222,29 @@ class Runner:
         unknown_options |= {f"task {t}" for t in set(cfg.task_options) - set(cfg.tasks)}
         if unknown_options:
             raise ConfigError(f"options given for {sorted(unknown_options)}, which this run does not include")
-        for task in self.tasks.values():
-            for protocol in self.protocols(task):
-                task.check_protocol(protocol)
+        if cfg.protocols:
+            for protocol in cfg.protocols:
+                if not any(protocol in task.protocols for task in self.tasks.values()):
+                    raise ConfigError(
+                        f"protocol {protocol!r} belongs to none of the tasks "
+                        f"({', '.join(f'{n}: {list(t.protocols)}' for n, t in self.tasks.items())})"
+                    )
+            for name, task in self.tasks.items():
+                if not self.protocols(task):
+                    raise ConfigError(f"task {name!r} has none of the protocols {cfg.protocols}; it has {list(task.protocols)}")
         DATASETS.get(cfg.dataset)
         if cfg.eval_dataset:
             DATASETS.get(cfg.eval_dataset)
 
     def protocols(self, task: Task) -> list[str]:
-        return list(self.config.protocols) if self.config.protocols else list(task.default_protocols)
+        """The configured protocols this task has (its defaults when none are configured)."""
+        if not self.config.protocols:
+            return list(task.default_protocols)
+        return [p for p in self.config.protocols if p in task.protocols]
+
+    def label_budgets(self, task: Task) -> list[int | None]:
+        # a task without label budgets (similarity search) runs once, on every labelled object
+        return list(self.config.label_budgets) if task.supports_label_budget else [None]
 
     def run(self) -> RunSummary:
         init_distributed()
@@ -278,7 +292,7 @@ class Runner:
             for seed in cfg.seeds:
                 for task_name, task in self.tasks.items():
                     for protocol in self.protocols(task):
-                        for budget in cfg.label_budgets:
+                        for budget in self.label_budgets(task):
                             path = result_path(
                                 self.results_dir, dataset=self.dataset_label, profile=cfg.profile, task=task_name,
                                 method=spec.name, config_hash=spec.config_hash, protocol=protocol,

@@ -1,0 +1,190 @@
+"""Dwarf galaxies against the rest (the UNIONS masked-autoencoder study).
+
+Probe form: a classifier trained on a *balanced* labelled subset of the train split (default 200
+dwarfs + 200 non-dwarfs; the label budget is the total, split 50/50 and capped by the rarer class),
+repeated over ``n_repeats`` independent random draws of that subset. Scores on the labelled test
+objects: ``accuracy``, ``roc_auc`` and ``f1`` (positive class = dwarf) as the mean over draws, with
+``*_std`` the sample standard deviation over draws (ddof=1; 0 for a single draw).
+
+Search form: ``dwarf_search_fraction`` = mean over ``n_search_queries`` query dwarfs (drawn from
+the labelled test objects with the seed) of the fraction of dwarfs among each query's
+``search_k`` = 25 cosine-nearest labelled test objects (the query itself excluded). It reads the
+embeddings directly, so it is the same for the ``linear`` and ``knn`` protocols; the
+``finetune`` protocol does not report it (it produces class probabilities, not embeddings).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+
+from astrobench.registry import register_task
+from astrobench.tasks import metrics
+from astrobench.tasks.base import EmbeddingInputs, FinetuneInputs, Task, TaskResult
+from astrobench.tasks.finetune import finetune_classifier
+from astrobench.tasks.probes import (
+    KNN_K,
+    checked_embeddings,
+    binary_targets,
+    draw_labelled_subset,
+    fit_probe,
+    knn_classifier,
+    labelled_split,
+    linear_classifier,
+    repeat_seed,
+    require_label,
+)
+from astrobench.tasks.search import cosine_topk
+
+LABEL = "dwarf"
+_PROBE_STREAM, _SEARCH_STREAM = 0, 1
+
+
+def _spread(values: list[float]) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+@register_task("dwarfs")
+class DwarfTask(Task):
+    version: ClassVar[str] = "1"
+    required_labels: ClassVar[tuple[str, ...]] = (LABEL,)
+    main_score: ClassVar[str] = "accuracy"
+    higher_is_better: ClassVar[dict[str, bool]] = {
+        "accuracy": True,
+        "accuracy_std": False,
+        "roc_auc": True,
+        "roc_auc_std": False,
+        "f1": True,
+        "f1_std": False,
+        "dwarf_search_fraction": True,
+    }
+    protocols: ClassVar[tuple[str, ...]] = ("linear", "knn", "finetune")
+    default_protocols: ClassVar[tuple[str, ...]] = ("linear",)
+
+    def __init__(
+        self,
+        per_class: int = 200,
+        n_repeats: int = 10,
+        min_per_class: int = 5,
+        n_search_queries: int = 5,
+        search_k: int = 25,
+        knn_k: int = KNN_K,
+        C: float = 1.0,
+        linear_backend: str = "auto",
+    ):
+        if per_class < 1 or n_repeats < 1 or min_per_class < 1 or n_search_queries < 1 or search_k < 1 or knn_k < 1:
+            raise ValueError("dwarfs: per_class, n_repeats, min_per_class, n_search_queries, search_k and knn_k must be >= 1")
+        self.per_class = int(per_class)
+        self.n_repeats = int(n_repeats)
+        self.min_per_class = int(min_per_class)
+        self.n_search_queries = int(n_search_queries)
+        self.search_k = int(search_k)
+        self.knn_k = int(knn_k)
+        self.C = float(C)
+        self.linear_backend = linear_backend
+
+    def _budget(self, label_budget: int | None) -> int:
+        return 2 * self.per_class if label_budget is None else int(label_budget)
+
+    def supervised_targets(self, labels: dict[str, np.ndarray]) -> tuple[np.ndarray, int]:
+        """1 = dwarf, 0 = not a dwarf, -1 = unknown."""
+        return binary_targets(require_label(labels, LABEL, "task 'dwarfs'"), LABEL), 2
+
+    def evaluate(
+        self, inputs: EmbeddingInputs, *, protocol: str, seed: int, label_budget: int | None
+    ) -> TaskResult:
+        self.check_protocol(protocol)
+        if protocol == "finetune":
+            raise ValueError("task 'dwarfs': the finetune protocol runs through finetune(), not evaluate()")
+        targets = self.supervised_targets(inputs.labels)[0]
+        present = targets >= 0
+        x = checked_embeddings(inputs.embeddings, len(inputs.object_id))
+        test = labelled_split(inputs.splits, "test", present, LABEL)
+        train = labelled_split(inputs.splits, "train", present, LABEL)
+        budget = self._budget(label_budget)
+
+        per_repeat: dict[str, list[float]] = {"accuracy": [], "roc_auc": [], "f1": []}
+        frames, n_train, backend = [], [], None
+        for repeat in range(self.n_repeats):
+            subset = draw_labelled_subset(
+                train, targets, budget, repeat_seed(seed, _PROBE_STREAM, repeat),
+                balanced=True, min_per_class=self.min_per_class, label_name=LABEL,
+            )
+            if protocol == "linear":
+                prototype = linear_classifier(self.linear_backend, C=self.C, n_train=subset.size)
+            else:
+                prototype = knn_classifier(self.knn_k)
+            backend = type(prototype).__name__
+            probe = fit_probe(prototype, x[subset], targets[subset])
+            p_dwarf = probe.predict_proba(x[test])[:, list(probe.classes_).index(1)]
+            predicted = np.asarray(probe.predict(x[test])).astype(np.int64)
+            for key, value in metrics.binary_classification_metrics(targets[test], predicted, p_dwarf).items():
+                per_repeat[key].append(value)
+            n_train.append(int(subset.size))
+            frames.append(pd.DataFrame({
+                "object_id": inputs.object_id[test], "repeat": repeat, "label": targets[test],
+                "predicted": predicted, "probability": p_dwarf,
+            }))
+
+        scores: dict[str, float] = {}
+        for key, values in per_repeat.items():
+            scores[key] = float(np.mean(values))
+            scores[f"{key}_std"] = _spread(values)
+        search = self._search_fraction(x, targets, test, seed)
+        scores["dwarf_search_fraction"] = search["fraction"]
+        details = {
+            "protocol": protocol,
+            "probe": backend,
+            "label_budget": budget,
+            "n_train_per_repeat": n_train,
+            "n_test": int(test.size),
+            "per_repeat": per_repeat,
+            "search": search,
+        }
+        return TaskResult(scores, pd.concat(frames, ignore_index=True), details)
+
+    def _search_fraction(self, x: np.ndarray, targets: np.ndarray, test: np.ndarray, seed: int) -> dict:
+        dwarfs = test[targets[test] == 1]
+        if dwarfs.size == 0:
+            raise ValueError("task 'dwarfs': the test split holds no labelled dwarf to use as a search query")
+        if test.size - 1 < self.search_k:
+            raise ValueError(
+                f"task 'dwarfs': the search needs {self.search_k} neighbours but the test split has only "
+                f"{test.size} labelled objects"
+            )
+        rng = np.random.default_rng(repeat_seed(seed, _SEARCH_STREAM))
+        queries = np.sort(rng.choice(dwarfs, size=min(self.n_search_queries, dwarfs.size), replace=False))
+        position = {row: i for i, row in enumerate(test.tolist())}
+        exclude = np.array([position[row] for row in queries.tolist()])
+        _, neighbours = cosine_topk(x[queries], x[test], self.search_k, exclude=exclude)
+        is_dwarf = targets[test][neighbours] == 1
+        per_query = metrics.precision_at_k_per_query(is_dwarf, self.search_k)
+        return {
+            "fraction": float(per_query.mean()),
+            "k": self.search_k,
+            "query_rows": queries.tolist(),
+            "per_query": per_query.tolist(),
+        }
+
+    def finetune(self, inputs: FinetuneInputs, *, seed: int, label_budget: int | None) -> TaskResult:
+        """One balanced draw (fine-tuning is too costly to repeat); no ``*_std`` and no search score."""
+        targets = self.supervised_targets(inputs.data.labels)[0]
+        present = targets >= 0
+        test = labelled_split(inputs.splits, "test", present, LABEL)
+        train = labelled_split(inputs.splits, "train", present, LABEL)
+        subset = draw_labelled_subset(
+            train, targets, self._budget(label_budget), repeat_seed(seed, _PROBE_STREAM, 0),
+            balanced=True, min_per_class=self.min_per_class, label_name=LABEL,
+        )
+        out = finetune_classifier(inputs, targets, [2], subset, seed=seed, eval_split="test")
+        keep = np.isin(out.eval_indices, test)
+        rows, p_dwarf = out.eval_indices[keep], out.probabilities[0][keep, 1]
+        predicted = (p_dwarf > 0.5).astype(np.int64)
+        scores = metrics.binary_classification_metrics(targets[rows], predicted, p_dwarf)
+        predictions = pd.DataFrame({
+            "object_id": inputs.data.object_id[rows], "repeat": 0, "label": targets[rows],
+            "predicted": predicted, "probability": p_dwarf,
+        })
+        return TaskResult(scores, predictions, {"protocol": "finetune", **out.details(), "n_test": int(rows.size)})

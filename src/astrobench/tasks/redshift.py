@@ -1,0 +1,182 @@
+"""Photometric redshift (Hayat et al. 2021, following Pasquet et al. 2019).
+
+Redshifts are binned into ``n_bins`` equal bins over [z_min, z_max) (default 180 over 0 < z < 0.4;
+quasars need e.g. ``z_max=7.2``). A redshift at or above ``z_max`` goes to the last bin; one
+below ``z_min`` is an error (it means the range is wrong for the data, and silently clipping would
+hide that).
+
+Protocols:
+- ``linear``: multinomial logistic regression over the bins on frozen embeddings. Only bins that
+  occur in the training labels become classes; their probabilities are put back into the full
+  ``n_bins`` vector (absent bins get 0). Point estimate z_phot = Σ_i p_i · centre_i; the binned
+  PDF also gives ``crps`` (mean over test objects, in units of z) and PIT values (histogram in
+  ``details``).
+- ``knn``: z_phot = mean redshift of the 20 cosine-nearest labelled training objects (no PDF, so
+  no CRPS).
+- ``finetune``: the backbone plus a linear head over the bins, cross-entropy; scored like ``linear``.
+
+Scores: ``sigma_mad``, ``eta_percent`` (percentage of |Δz| > ``outlier_threshold``), ``bias`` =
+mean Δz, ``abs_bias`` = |bias|, and ``crps`` where a PDF exists. ``bias`` is signed and has no
+better direction, so it is the one score key not in ``higher_is_better``: rank by ``abs_bias``
+(lower is better) and show ``bias`` unranked.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+
+from astrobench.datasets.schema import DataError
+from astrobench.registry import register_task
+from astrobench.tasks import metrics
+from astrobench.tasks.base import EmbeddingInputs, FinetuneInputs, Task, TaskResult
+from astrobench.tasks.finetune import finetune_classifier
+from astrobench.tasks.probes import (
+    KNN_K,
+    checked_embeddings,
+    draw_labelled_subset,
+    fit_probe,
+    knn_regressor,
+    labelled_mask,
+    labelled_split,
+    linear_classifier,
+    repeat_seed,
+    require_label,
+)
+
+LABEL = "redshift"
+PIT_HISTOGRAM_BINS = 10
+
+
+@register_task("redshift")
+class RedshiftTask(Task):
+    version: ClassVar[str] = "1"
+    required_labels: ClassVar[tuple[str, ...]] = (LABEL,)
+    main_score: ClassVar[str] = "sigma_mad"
+    higher_is_better: ClassVar[dict[str, bool]] = {
+        "sigma_mad": False,
+        "eta_percent": False,
+        "abs_bias": False,
+        "crps": False,
+    }
+    protocols: ClassVar[tuple[str, ...]] = ("linear", "knn", "finetune")
+    default_protocols: ClassVar[tuple[str, ...]] = ("linear",)
+
+    def __init__(
+        self,
+        n_bins: int = 180,
+        z_min: float = 0.0,
+        z_max: float = 0.4,
+        outlier_threshold: float = 0.05,
+        knn_k: int = KNN_K,
+        C: float = 1.0,
+        linear_backend: str = "auto",
+    ):
+        if n_bins < 2:
+            raise ValueError(f"redshift: n_bins must be >= 2, got {n_bins}")
+        if not z_max > z_min:
+            raise ValueError(f"redshift: z_max ({z_max}) must exceed z_min ({z_min})")
+        if not outlier_threshold > 0:
+            raise ValueError(f"redshift: outlier_threshold must be > 0, got {outlier_threshold}")
+        self.n_bins = int(n_bins)
+        self.z_min = float(z_min)
+        self.z_max = float(z_max)
+        self.outlier_threshold = float(outlier_threshold)
+        self.knn_k = int(knn_k)
+        self.C = float(C)
+        self.linear_backend = linear_backend
+
+    # -- binning ---------------------------------------------------------------------------------
+    @property
+    def bin_edges(self) -> np.ndarray:
+        return np.linspace(self.z_min, self.z_max, self.n_bins + 1)
+
+    @property
+    def bin_centres(self) -> np.ndarray:
+        edges = self.bin_edges
+        return 0.5 * (edges[:-1] + edges[1:])
+
+    def to_bins(self, z: np.ndarray) -> np.ndarray:
+        """Bin index per redshift; z >= z_max -> last bin; NaN -> -1; z < z_min is a DataError."""
+        z = np.asarray(z, dtype=np.float64)
+        present = np.isfinite(z)
+        if np.any(z[present] < self.z_min):
+            low = z[present][z[present] < self.z_min]
+            raise DataError(
+                f"task 'redshift': {low.size} redshifts below z_min={self.z_min} (lowest {low.min():.4g}); "
+                "set z_min/z_max to the range of the data"
+            )
+        bins = np.full(z.shape, -1, dtype=np.int64)
+        # bin i holds edges[i] <= z < edges[i+1]; searchsorted on the edges avoids rounding at an edge
+        bins[present] = np.minimum(np.searchsorted(self.bin_edges, z[present], side="right") - 1, self.n_bins - 1)
+        return bins
+
+    def supervised_targets(self, labels: dict[str, np.ndarray]) -> tuple[np.ndarray, int]:
+        """Redshift bin indices (-1 where the redshift is missing) and ``n_bins``."""
+        return self.to_bins(require_label(labels, LABEL, "task 'redshift'")), self.n_bins
+
+    # -- protocols -------------------------------------------------------------------------------
+    def _redshifts(self, labels: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        z = require_label(labels, LABEL, "task 'redshift'").astype(np.float64)
+        if z.ndim != 1:
+            raise DataError(f"label 'redshift' must be one value per object, got shape {z.shape}")
+        return z, self.to_bins(z)
+
+    def evaluate(
+        self, inputs: EmbeddingInputs, *, protocol: str, seed: int, label_budget: int | None
+    ) -> TaskResult:
+        self.check_protocol(protocol)
+        if protocol == "finetune":
+            raise ValueError("task 'redshift': the finetune protocol runs through finetune(), not evaluate()")
+        z, bins = self._redshifts(inputs.labels)
+        present = labelled_mask(z)
+        x = checked_embeddings(inputs.embeddings, len(inputs.object_id))
+        test = labelled_split(inputs.splits, "test", present, LABEL)
+        train = labelled_split(inputs.splits, "train", present, LABEL)
+        subset = draw_labelled_subset(train, z, label_budget, repeat_seed(seed, 0), label_name=LABEL)
+        details = {"protocol": protocol, "n_train": int(subset.size), "n_test": int(test.size)}
+        if protocol == "knn":
+            probe = fit_probe(knn_regressor(self.knn_k), x[subset], z[subset])
+            details["k"] = int(probe.n_neighbors)
+            return self._score(inputs.object_id[test], z[test], probe.predict(x[test]), None, details)
+        prototype = linear_classifier(self.linear_backend, C=self.C, n_train=subset.size)
+        probe = fit_probe(prototype, x[subset], bins[subset])
+        probabilities = np.zeros((test.size, self.n_bins))
+        probabilities[:, np.asarray(probe.classes_, dtype=np.int64)] = probe.predict_proba(x[test])
+        details.update(probe=type(prototype).__name__, n_bins_in_train=int(len(probe.classes_)))
+        return self._score(inputs.object_id[test], z[test], probabilities @ self.bin_centres, probabilities, details)
+
+    def finetune(self, inputs: FinetuneInputs, *, seed: int, label_budget: int | None) -> TaskResult:
+        z, bins = self._redshifts(inputs.data.labels)
+        present = labelled_mask(z)
+        test = labelled_split(inputs.splits, "test", present, LABEL)
+        train = labelled_split(inputs.splits, "train", present, LABEL)
+        subset = draw_labelled_subset(train, z, label_budget, repeat_seed(seed, 0), label_name=LABEL)
+        out = finetune_classifier(inputs, bins, [self.n_bins], subset, seed=seed, eval_split="test")
+        keep = np.isin(out.eval_indices, test)
+        rows, probabilities = out.eval_indices[keep], out.probabilities[0][keep]
+        details = {"protocol": "finetune", **out.details(), "n_test": int(rows.size)}
+        return self._score(inputs.data.object_id[rows], z[rows], probabilities @ self.bin_centres, probabilities, details)
+
+    def _score(
+        self,
+        object_id: np.ndarray,
+        z_spec: np.ndarray,
+        z_phot: np.ndarray,
+        probabilities: np.ndarray | None,
+        details: dict,
+    ) -> TaskResult:
+        scores = metrics.redshift_metrics(z_phot, z_spec, self.outlier_threshold)
+        scores["abs_bias"] = abs(scores["bias"])
+        predictions = pd.DataFrame({"object_id": object_id, "z_spec": z_spec, "z_phot": z_phot})
+        if probabilities is not None:
+            crps = metrics.crps_binned(probabilities, self.bin_edges, z_spec)
+            pit = metrics.pit_values(probabilities, self.bin_edges, z_spec)
+            scores["crps"] = float(crps.mean())
+            predictions["crps"], predictions["pit"] = crps, pit
+            counts, _ = np.histogram(pit, bins=PIT_HISTOGRAM_BINS, range=(0.0, 1.0))
+            details["pit_histogram"] = counts.tolist()
+        details["bins"] = {"n_bins": self.n_bins, "z_min": self.z_min, "z_max": self.z_max}
+        return TaskResult({k: float(v) for k, v in scores.items()}, predictions, details)
