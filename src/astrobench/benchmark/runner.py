@@ -65,12 +65,18 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def load_dataset(name: str, options: dict[str, Any], profile: str, cache_dir: Path) -> tuple[SurveyData, dict[str, Any]]:
+def load_dataset(name: str, options: dict[str, Any], profile: str, cache_dir: Path,
+                 reporter: "Reporter | None" = None) -> tuple[SurveyData, dict[str, Any]]:
     source_cls = DATASETS.get(name)
     resolved = {**getattr(source_cls, "profiles", {}).get(profile, {}), **options}
     check_options(source_cls, resolved, f"dataset {name!r}")
     source: DataSource = source_cls(**resolved)
-    data = source.load(cache_dir)
+    if reporter is not None and "progress" in inspect.signature(source.load).parameters:
+        # sources that generate or download on first use report their progress
+        with reporter.progress(f"preparing dataset {name!r}", 1) as advance:
+            data = source.load(cache_dir, progress=lambda done, total: advance(done, {}, total))
+    else:
+        data = source.load(cache_dir)
     data.validate()
     return data, resolved
 
@@ -260,12 +266,12 @@ class Runner:
         # rank 0 loads first: a dataset generated into the cache is written once, then read by all
         if distributed.rank() != 0:
             distributed.barrier()
-        with self.reporter.status(f"loading dataset {cfg.dataset!r}"):
-            data, data_options = load_dataset(cfg.dataset, cfg.dataset_options, cfg.profile, self.cache_dir)
-            if cfg.eval_dataset:
-                eval_data, eval_options = load_dataset(cfg.eval_dataset, cfg.eval_dataset_options, cfg.profile, self.cache_dir)
-            else:
-                eval_data, eval_options = data, data_options
+        data, data_options = load_dataset(cfg.dataset, cfg.dataset_options, cfg.profile, self.cache_dir, self.reporter)
+        if cfg.eval_dataset:
+            eval_data, eval_options = load_dataset(cfg.eval_dataset, cfg.eval_dataset_options, cfg.profile,
+                                                   self.cache_dir, self.reporter)
+        else:
+            eval_data, eval_options = data, data_options
         if distributed.rank() == 0:
             distributed.barrier()
         for task in self.tasks.values():
@@ -552,7 +558,7 @@ class Reporter:
         @contextlib.contextmanager
         def bar():
             if not self.enabled:
-                yield lambda done, logs: None
+                yield lambda done, logs, total=None: None
                 return
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -563,9 +569,9 @@ class Reporter:
             ) as progress:
                 task_id = progress.add_task(label, total=total, logs="")
 
-                def advance(done: int, logs: dict[str, float]) -> None:
+                def advance(done: int, logs: dict[str, float], total: int | None = None) -> None:
                     text = "  ".join(f"{k}={v:.3g}" for k, v in logs.items())
-                    progress.update(task_id, completed=done, logs=text)
+                    progress.update(task_id, completed=done, logs=text, **({"total": total} if total else {}))
 
                 yield advance
 

@@ -148,7 +148,9 @@ class SurveyData:
     def save(self, path: str | os.PathLike, manifest: dict[str, Any] | None = None) -> Path:
         """Write a ``datasets`` folder + ``manifest.json`` atomically (temp folder, then rename)."""
         from datasets import Dataset
+        from datasets.utils.logging import disable_progress_bar
 
+        disable_progress_bar()  # astrobench draws its own progress; no per-shard bars in the output
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         columns = self._columns()
