@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from astrobench.testing import run_cli
 
 
 def smoke(workdir: Path, plugin: str, *extra: str):

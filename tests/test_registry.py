@@ -1,12 +1,15 @@
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from astrobench.registry import DuplicateNameError, Registry, UnknownNameError, load_plugin
 
-from conftest import REPO, run_cli
+from astrobench.testing import run_cli
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 class Alpha:

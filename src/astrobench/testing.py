@@ -127,6 +127,18 @@ class TinyAutoencoder(Method):
         return self.encoder(images).mean(dim=(2, 3))
 
 
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: int = 300):
+    """Run the real ``astrobench`` command line in a subprocess (for end-to-end tests)."""
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "astrobench", *args], cwd=cwd, env={**os.environ, **(env or {})},
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
 def register_test_doubles() -> None:
     """Register ``tiny``, ``tiny-size`` and ``tiny-ae`` (idempotent)."""
     from astrobench.registry import DATASETS, METHODS, TASKS

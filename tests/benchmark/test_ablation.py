@@ -7,7 +7,7 @@ from astrobench.benchmark.ablation import ablation_variants, run_ablation
 from astrobench.benchmark.config import build_config
 from astrobench.testing import register_test_doubles
 
-from conftest import run_cli
+from astrobench.testing import run_cli
 
 
 def test_variants_of_each_mode():

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file
 
-from conftest import run_cli
+from astrobench.testing import run_cli
 
 
 def run(root: Path, plugin: str, *extra: str):

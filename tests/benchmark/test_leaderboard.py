@@ -66,3 +66,19 @@ def test_a_metric_without_direction_is_shown_but_never_marked_or_ranked():
     assert [r["method"] for r in rows] == ["mae", "random"]  # ranked by sigma_mad / eta only: tied 1-1
     bias = {r["method"]: r["scores"]["redshift · linear · bias"] for r in rows}
     assert bias["mae"]["mean"] == 0.3 and not bias["mae"]["best"] and not bias["random"]["best"]
+
+
+def test_the_same_evaluation_stored_twice_counts_once_newest_wins():
+    old, new = rec("mae", 0, 0.02, 1.0), rec("mae", 0, 0.03, 1.0)
+    old["created_at"], new["created_at"] = "2026-01-01T00:00:00", "2026-02-01T00:00:00"
+    rows = json.loads(render([old, new, rec("mae", 1, 0.05, 1.0)], "json"))
+    cell = rows[0]["scores"]["redshift · linear · sigma_mad"]
+    assert cell["n"] == 2 and cell["mean"] == pytest.approx(0.04)
+
+
+def test_results_on_different_data_are_never_averaged():
+    a, b = rec("mae", 0, 0.02, 1.0), rec("mae", 1, 0.04, 1.0)
+    a["dataset_id"], b["dataset_id"] = "hdf5-aaaa1111", "hdf5-bbbb2222"
+    rows = json.loads(render([a, b], "json"))
+    assert set(rows[0]["scores"]) == {"hdf5-aaaa1111 / redshift · linear · sigma_mad",
+                                      "hdf5-bbbb2222 / redshift · linear · sigma_mad"}

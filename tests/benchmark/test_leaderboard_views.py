@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from conftest import run_cli
+from astrobench.testing import run_cli
 from astrobench.benchmark.leaderboard import render
 from astrobench.benchmark.store import result_path, write_result
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from astrobench.testing import run_cli
 from astrobench.benchmark.figures import asinh_rgb, cosine_top_k, rgb_band_indices
 from astrobench.benchmark.report import _queries, build_report, filter_records
 from astrobench.benchmark.store import result_path, write_result

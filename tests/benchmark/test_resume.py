@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from conftest import run_cli
+from astrobench.testing import run_cli
 
 STEPS, EVERY = 24, 4
 

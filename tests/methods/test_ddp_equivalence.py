@@ -14,7 +14,7 @@ import torch
 import torch.multiprocessing as mp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import AlternatingViews, blob_images  # noqa: E402
+from method_helpers import AlternatingViews, blob_images  # noqa: E402
 
 GLOBAL_BATCH, SIZE, CHANNELS = 8, 32, 5
 TINY = {"backbone": "resnet10t", "backbone_options": {"channels": (8, 16, 32, 64), "stem_width": 8}}

@@ -9,7 +9,7 @@ from astrobench.methods.components import patchify, random_masking, unpatchify
 from astrobench.methods.losses import mae_loss, normalize_patches
 from astrobench.methods.mae import MAE
 from astrobench.registry import METHODS
-from conftest import AlternatingViews, RandomViews, blob_images, flux_batch, reload_through_safetensors, train
+from method_helpers import AlternatingViews, RandomViews, blob_images, flux_batch, reload_through_safetensors, train
 
 SMOKE = MAE.profiles["smoke"]
 

@@ -11,7 +11,7 @@ from astrobench.methods.components import GlobalBatchNorm2d, Queue, bn_groups, c
 from astrobench.methods.losses import info_nce_loss
 from astrobench.methods.mocov2 import MoCoV2
 from astrobench.registry import METHODS
-from conftest import AlternatingViews, RandomViews, blob_images, flux_batch, reload_through_safetensors, train
+from method_helpers import AlternatingViews, RandomViews, blob_images, flux_batch, reload_through_safetensors, train
 
 
 def smoke(views, seed: int = 0, **overrides) -> MoCoV2:

@@ -7,7 +7,7 @@ import torch
 from astrobench.methods.losses import nt_xent_loss
 from astrobench.methods.simclr import SimCLR
 from astrobench.registry import METHODS
-from conftest import AlternatingViews, RandomViews, blob_images, flux_batch, reload_through_safetensors, train
+from method_helpers import AlternatingViews, RandomViews, blob_images, flux_batch, reload_through_safetensors, train
 
 
 def smoke(views, seed: int = 0) -> SimCLR:

@@ -25,16 +25,30 @@ FORMATS = ("rich", "md", "csv", "latex", "json", "html")
 VIEWS = ("table", "curves", "ablation")
 
 
-def results_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per (result file, score)."""
-    rows = []
+def latest_per_identity(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per result identity, the newest: the same evaluation stored in two folders
+    (a committed reference and a local re-run) counts once, not as two seeds."""
+    latest: dict[tuple, dict[str, Any]] = {}
     for r in records:
+        key = (r.get("dataset_id", r["dataset"]), r["profile"], r["task"], r["method"], r["config_hash"], r["protocol"],
+               r["label_budget"], r["seed"], r.get("tag") or "",
+               json.dumps(r.get("data_manifest_hash"), sort_keys=True), r.get("task_version"))
+        if key not in latest or str(r.get("created_at", "")) > str(latest[key].get("created_at", "")):
+            latest[key] = r
+    return list(latest.values())
+
+
+def results_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (result, score), after ``latest_per_identity``."""
+    rows = []
+    for r in latest_per_identity(records):
         for metric, value in r["scores"].items():
             rows.append({
                 "method": r["method"],
                 "config_hash": r["config_hash"],
                 "tag": r.get("tag") or "",
                 "dataset": r["dataset"],
+                "dataset_id": r.get("dataset_id", r["dataset"]),
                 "profile": r["profile"],
                 "task": r["task"],
                 "protocol": r["protocol"],
@@ -151,6 +165,9 @@ def select(records: list[dict[str, Any]], **filters: Any) -> pd.DataFrame:
         given = {k: v for k, v in filters.items() if v is not None}
         raise LookupError("no results match" + (f" {', '.join(f'{k}={v}' for k, v in given.items())}" if given
                                                  else " (the results folder is empty)"))
+    if df["dataset_id"].nunique() > 1:
+        # scores on different data are never averaged: each dataset gets its own columns
+        df = df.assign(task=df["dataset_id"] + " / " + df["task"])
     return df
 
 

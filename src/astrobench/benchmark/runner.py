@@ -323,9 +323,16 @@ class Runner:
         return {(by_name[k[0]], k[1], k[2], k[3]): v for k, v in variants.items()}
 
     @property
-    def dataset_label(self) -> str:
+    def dataset_name(self) -> str:
         cfg = self.config
         return cfg.dataset if not cfg.eval_dataset else f"{cfg.dataset}-to-{cfg.eval_dataset}"
+
+    @property
+    def dataset_label(self) -> str:
+        """Name plus data fingerprint: two HDF5 files (or two simulator settings) never share results."""
+        cfg = self.config
+        label = f"{cfg.dataset}-{self.data_hash[:8]}"
+        return label if not cfg.eval_dataset else f"{label}-to-{cfg.eval_dataset}-{self.eval_hash[:8]}"
 
     # -- one pretrained model, all its evaluations ------------------------------------------
     def _run_variant(self, spec: MethodSpec, seed: int, supervised_task: str | None, budget: int | None,
@@ -431,7 +438,8 @@ class Runner:
             "method_config": spec.identity(),
             "config_hash": spec.config_hash,
             "pretrain_key": pretrain_key,
-            "dataset": self.dataset_label,
+            "dataset": self.dataset_name,
+            "dataset_id": self.dataset_label,
             "dataset_options": {"pretrain": self.data_options, "eval": self.eval_options},
             "data_manifest_hash": {"pretrain": self.data_hash, "eval": self.eval_hash},
             "profile": cfg.profile,
