@@ -91,6 +91,14 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _add_result_filters(parser: argparse.ArgumentParser) -> None:
+    """Which stored results to read (``leaderboard`` and ``report``)."""
+    parser.add_argument("--results-dir", help="results folder (default: ./results or $ASTROBENCH_RESULTS)")
+    for name in ("task", "dataset", "profile", "protocol", "method", "tag"):
+        parser.add_argument(f"--{name}", type=_csv, help=f"only these {name}s (comma-separated)")
+    parser.add_argument("--labels", type=_csv, help="only these label budgets (numbers or 'all')")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="astrobench", description="Benchmark self-supervised representations of survey images.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -119,14 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--plugin", action="append", default=[], help="module or .py file that registers plugins")
 
     lb = sub.add_parser("leaderboard", help="show the leaderboard of stored results")
-    lb.add_argument("--results-dir", help="results folder (default: ./results or $ASTROBENCH_RESULTS)")
-    lb.add_argument("--task", type=_csv)
-    lb.add_argument("--dataset", type=_csv)
-    lb.add_argument("--profile", type=_csv)
-    lb.add_argument("--protocol", type=_csv)
-    lb.add_argument("--method", type=_csv)
-    lb.add_argument("--labels", type=_csv, help="label budgets to show (numbers or 'all')")
-    lb.add_argument("--tag", type=_csv)
+    _add_result_filters(lb)
     lb.add_argument("--all-metrics", action="store_true", help="every metric, not only each task's main score")
     lb.add_argument("--format", choices=["rich", "md", "csv", "latex", "json", "html"], default="rich")
     lb.add_argument("--out", help="write to this file instead of the terminal")
@@ -139,17 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "built from the results store and the cache: t-SNE of embeddings, similarity "
                                      "search, MAE reconstructions, photo-z, label efficiency, ablations, training.")
     rep.add_argument("--out", required=True, help="folder for index.html and its PNG figures")
-    rep.add_argument("--results-dir", help="results folder (default: ./results or $ASTROBENCH_RESULTS)")
+    _add_result_filters(rep)
     rep.add_argument("--cache-dir", help="cache of datasets, checkpoints, embeddings (default: each result's own "
                                          "cache folder, else $ASTROBENCH_CACHE or ~/.cache/astrobench)")
     rep.add_argument("--plugin", action="append", default=[], help="module or .py file that registers plugins, repeatable")
-    rep.add_argument("--task", type=_csv)
-    rep.add_argument("--dataset", type=_csv)
-    rep.add_argument("--profile", type=_csv)
-    rep.add_argument("--protocol", type=_csv)
-    rep.add_argument("--method", type=_csv)
-    rep.add_argument("--labels", type=_csv, help="label budgets to include (numbers or 'all')")
-    rep.add_argument("--tag", type=_csv)
     rep.add_argument("--quiet", action="store_true", help="no progress messages")
 
     data = sub.add_parser("data", help="dataset commands: generate, show, inspect")

@@ -8,17 +8,17 @@ folder that the next run deletes. ``torch.load`` only ever runs with ``weights_o
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+from astrobench.fsutil import atomic_directory
 
 WEIGHTS = "model.safetensors"
 STATE = "state.pt"
@@ -82,17 +82,10 @@ def write_checkpoint(
 ) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     final = run_dir / f"step-{step:09d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:09d}.", dir=run_dir))
-    try:
+    with atomic_directory(final) as tmp:
         save_weights(model, tmp / WEIGHTS)
         torch.save({**training_state, "step": step, "rng": rng_state()}, tmp / STATE)
         (tmp / META).write_text(json.dumps({**meta, "step": step}, indent=2, sort_keys=True, default=str))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     for old in complete_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -109,7 +102,7 @@ def clean_partial(run_dir: Path) -> None:
     """Delete folders of checkpoint writes that were killed (their names start with a dot)."""
     if run_dir.is_dir():
         for p in run_dir.iterdir():
-            if p.name.startswith(".step-"):
+            if p.name.startswith(".step-") and ".tmp-" in p.name:
                 shutil.rmtree(p, ignore_errors=True)
 
 

@@ -26,8 +26,9 @@ from astrobench.benchmark import checkpoints, distributed
 from astrobench.benchmark.batches import make_batch
 from astrobench.benchmark.config import ConfigError, RunConfig, TrainConfig, config_to_dict
 from astrobench.benchmark.pretrain import PretrainStats, pretrain
-from astrobench.benchmark.store import atomic_write_bytes, atomic_write_json, result_path, stable_hash, write_result
+from astrobench.benchmark.store import result_path, stable_hash, write_result
 from astrobench.datasets.base import DataSource
+from astrobench.fsutil import atomic_directory, atomic_write_bytes
 from astrobench.datasets.normalize import Normalizer
 from astrobench.datasets.schema import SurveyData
 from astrobench.datasets.splits import split_indices
@@ -486,21 +487,10 @@ def load_pretrained(pretrain_dir: Path) -> Method:
 
 def write_final(model: Method, final: Path, meta: dict[str, Any]) -> None:
     import json
-    import os
-    import shutil
-    import tempfile
 
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".final.", dir=final.parent))
-    try:
+    with atomic_directory(final) as tmp:
         checkpoints.save_weights(model, tmp / checkpoints.WEIGHTS)
         (tmp / checkpoints.META).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def draw_budget(index: np.ndarray, budget: int | None, seed: int) -> np.ndarray:

@@ -93,6 +93,18 @@ def to_label_array(name: str, raw: Any, where: str, integer: bool | None = None)
     return np.where(np.isnan(values), -1, values).astype(np.int64)
 
 
+def catalog_labels(frame: Any, where: str, exclude: set, label_columns: list[str] | None,
+                   integer_labels: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Labels from catalogue columns: the named ones, or every numeric column not in ``exclude``."""
+    if label_columns is None:
+        names = [c for c in frame.columns if c not in exclude and frame[c].dtype.kind in "biuf"]
+    else:
+        require_columns(frame, label_columns, where)
+        names = label_columns
+    return {name: to_label_array(name, frame[name], where, integer=True if name in integer_labels else None)
+            for name in names}
+
+
 def read_catalog(path: Path) -> "Any":
     """Read a CSV or FITS table into a pandas DataFrame; an empty or unreadable one is an error."""
     import pandas as pd

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from astrobench.datasets._source_utils import (
+    catalog_labels,
     area_resample,
     assemble,
     centre_crop,
@@ -19,7 +20,6 @@ from astrobench.datasets._source_utils import (
     psf_fwhm_pixels,
     read_catalog,
     require_columns,
-    to_label_array,
     unique_ids,
 )
 from astrobench.datasets.base import DataSource
@@ -209,15 +209,7 @@ class FitsSource(DataSource):
         return per_band
 
     def _labels(self, frame: Any, where: str, exclude: set[str]) -> dict[str, np.ndarray]:
-        if self.label_columns is None:
-            names = [c for c in frame.columns if c not in exclude and frame[c].dtype.kind in "biuf"]
-        else:
-            require_columns(frame, self.label_columns, where)
-            names = self.label_columns
-        return {
-            name: to_label_array(name, frame[name], where, integer=True if name in self.integer_labels else None)
-            for name in names
-        }
+        return catalog_labels(frame, where, exclude, self.label_columns, self.integer_labels)
 
     # -- reading one object -----------------------------------------------------------------
     def _read_object(self, files: list[Path]) -> _Plane:
@@ -259,7 +251,6 @@ class FitsSource(DataSource):
         """A ``size x size`` cutout centred on (ra, dec) from each file's WCS; off-image pixels masked."""
         from astropy.coordinates import SkyCoord
         from astropy.nddata import Cutout2D, NoOverlapError
-        from astropy.wcs import WCS
 
         if not (np.isfinite(ra) and np.isfinite(dec)):
             raise DataError(f"object {object_id!r}: cutout position ra={ra}, dec={dec} is not finite")

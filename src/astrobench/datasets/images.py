@@ -8,13 +8,13 @@ from typing import Any
 import numpy as np
 
 from astrobench.datasets._source_utils import (
+    catalog_labels,
     area_resample,
     numeric_column,
     assemble,
     radec_from_iau_name,
     read_catalog,
     require_columns,
-    to_label_array,
     unique_ids,
 )
 from astrobench.datasets.base import DataSource
@@ -146,15 +146,7 @@ class ImageFolderSource(DataSource):
         return next((c for c in _ID_CANDIDATES if c in frame.columns), None)
 
     def _labels(self, frame: Any, where: str, exclude: set[str | None]) -> dict[str, np.ndarray]:
-        if self.label_columns is None:
-            names = [c for c in frame.columns if c not in exclude and frame[c].dtype.kind in "biuf"]
-        else:
-            require_columns(frame, self.label_columns, where)
-            names = self.label_columns
-        return {
-            name: to_label_array(name, frame[name], where, integer=True if name in self.integer_labels else None)
-            for name in names
-        }
+        return catalog_labels(frame, where, exclude, self.label_columns, self.integer_labels)
 
     def _positions(self, frame: Any, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.ra_column in frame.columns and self.dec_column in frame.columns:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from astrobench.fsutil import atomic_directory
 
 SCHEMA_VERSION = "1"
 MANIFEST_NAME = "manifest.json"
@@ -166,16 +166,7 @@ class SurveyData:
             labels=sorted(self.labels),
             content_hash=self.content_hash(),
         )
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-        try:
-            ds.save_to_disk(str(tmp / "data"))
-            (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        write_dataset_folder(ds, manifest, path)
         self.manifest = manifest
         return path
 
@@ -252,6 +243,14 @@ class SurveyData:
                 Value(dtype) if values.ndim == 1 else Sequence(Value(dtype), length=int(values.shape[1]))
             )
         return Features(feats)
+
+
+def write_dataset_folder(table: Any, manifest: dict[str, Any], path: Path) -> Path:
+    """A ``datasets`` table plus ``manifest.json`` as one folder, written atomically."""
+    with atomic_directory(path) as tmp:
+        table.save_to_disk(str(tmp / "data"))
+        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return path
 
 
 def _arrow_dtype(dtype: np.dtype, what: str) -> str:

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from astrobench.datasets.base import DataSource
-from astrobench.datasets.schema import MANIFEST_NAME, SCHEMA_VERSION, SurveyData
+from astrobench.datasets.schema import MANIFEST_NAME, SCHEMA_VERSION, SurveyData, write_dataset_folder
 from astrobench.datasets.sim.population import MORPHOLOGY_CLASSES, N_UNIFORMS, Population, sample_population
 from astrobench.datasets.sim.presets import PRESETS, SurveyPreset, get_preset
 from astrobench.registry import register_dataset
@@ -109,8 +109,6 @@ def _labels(preset: SurveyPreset, pop: Population) -> dict[str, np.ndarray]:
 
 def _generate_chunk(preset_name: str, seed: int, start: int, stop: int, n_total: int, bad_pixels: bool) -> SurveyData:
     import torch
-
-    from astrobench.datasets.sim.render import Renderer
 
     preset = get_preset(preset_name)
     shape = (len(preset.bands), preset.stamp, preset.stamp)
@@ -267,16 +265,7 @@ def _merge_shards(shards: list[Path], out: Path, manifest: dict[str, Any]) -> No
     n = sum(m["n"] for m in shard_manifests)
     full = {**manifest, **{k: first[k] for k in ("bands", "image_shape", "image_is_flux", "has_ivar", "labels")}}
     full.update(schema_version=SCHEMA_VERSION, n=n, content_hash=_streaming_content_hash(tables, first, n))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        merged.save_to_disk(str(tmp / "data"))
-        (tmp / MANIFEST_NAME).write_text(json.dumps(full, indent=2, sort_keys=True))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    write_dataset_folder(merged, full, out)
 
 
 def _streaming_content_hash(tables: list, manifest: dict[str, Any], n: int) -> str:
