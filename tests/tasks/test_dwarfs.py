@@ -99,3 +99,17 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="no protocol 'ridge'"):
         DwarfTask().evaluate(data, protocol="ridge", seed=0, label_budget=None)
     assert DwarfTask().supervised_targets({"dwarf": np.array([True, False])})[1] == 2
+
+
+def test_training_rows_are_the_first_balanced_probe_draw():
+    """The supervised baseline trains on these rows: the same labels the probe's first draw sees."""
+    task = DwarfTask(per_class=20, n_repeats=1)
+    data = _inputs()
+    rows = task.training_rows(data.labels, data.splits, seed=3, label_budget=None)
+    assert len(rows) == 40 and data.labels["dwarf"][rows].sum() == 20
+    assert set(rows) <= set(data.splits["train"])
+    assert np.array_equal(rows, task.training_rows(data.labels, data.splits, seed=3, label_budget=None))
+    assert not np.array_equal(rows, task.training_rows(data.labels, data.splits, seed=4, label_budget=None))
+    probe = task.evaluate(data, protocol="linear", seed=3, label_budget=None)
+    first_draw = probe.details["n_train_per_repeat"][0]
+    assert first_draw == len(rows)

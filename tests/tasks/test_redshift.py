@@ -124,3 +124,17 @@ def test_real_sdss_quasars_with_a_configured_range():
         result = task.evaluate(inputs, protocol=protocol, seed=0, label_budget=None)
         assert result.predictions["z_phot"].between(2.5, 7.5).all()
         assert np.isfinite(list(result.scores.values())).all()
+
+
+def test_training_rows_default_draws_the_budget_from_labelled_training_objects():
+    from astrobench.tasks.redshift import RedshiftTask
+
+    rng = np.random.default_rng(0)
+    z = rng.uniform(0.01, 0.39, 300).astype(np.float32)
+    z[:30] = np.nan  # unlabelled
+    splits = {"train": np.arange(200), "val": np.arange(200, 250), "test": np.arange(250, 300)}
+    task = RedshiftTask()
+    rows = task.training_rows({"redshift": z}, splits, seed=0, label_budget=50)
+    assert len(rows) == 50 and np.isfinite(z[rows]).all() and rows.max() < 200
+    everything = task.training_rows({"redshift": z}, splits, seed=0, label_budget=None)
+    assert len(everything) == 170

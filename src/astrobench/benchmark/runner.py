@@ -345,10 +345,10 @@ class Runner:
         if spec.cls.uses_labels:
             task = self.tasks[supervised_task]
             data = self.eval_data  # labels live on the evaluation data
-            all_targets, n_classes = task.supervised_targets(data.labels)
-            labelled = self.eval_splits["train"][all_targets[self.eval_splits["train"]] >= 0]
-            train_index = draw_budget(labelled, budget, seed)
-            targets, extra = all_targets, {"num_classes": int(n_classes)}
+            targets, n_classes = task.supervised_targets(data.labels)
+            # the same labelled objects as the probe it is compared with (same seed and budget)
+            train_index = task.training_rows(data.labels, self.eval_splits, seed, budget)
+            extra = {"num_classes": int(n_classes)}
             label_identity = {"task": supervised_task, "task_version": task.version, "task_params": task.params(), "label_budget": budget}
         pretrain_key = stable_hash({
             "stage": "pretrain", "version": PRETRAIN_VERSION, "spec": spec.identity(), "seed": seed,

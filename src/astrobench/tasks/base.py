@@ -90,6 +90,17 @@ class Task(ABC):
     ) -> TaskResult:
         raise ValueError(f"task {self.registered_name!r} has no fine-tuning protocol")
 
+    def training_rows(self, labels: dict[str, np.ndarray], splits: dict[str, np.ndarray], seed: int,
+                      label_budget: int | None) -> np.ndarray:
+        """The labelled training objects this task's probe uses for (seed, budget): the supervised
+        baseline trains on exactly these, so both see the same labels. Default: a uniform draw of
+        ``label_budget`` training objects with a supervised target (all of them for None)."""
+        from astrobench.tasks.probes import draw_labelled_subset, repeat_seed
+
+        targets, _ = self.supervised_targets(labels)
+        return draw_labelled_subset(splits["train"], targets, label_budget, repeat_seed(seed, 0),
+                                    label_name=f"{self.registered_name} target")
+
     def supervised_targets(self, labels: dict[str, np.ndarray]) -> tuple[np.ndarray, int]:
         """(N,) int class targets (-1 = unlabelled) and the class count, for the supervised baseline."""
         raise ValueError(f"task {self.registered_name!r} defines no target for the supervised baseline")

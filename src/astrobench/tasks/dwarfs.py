@@ -168,16 +168,21 @@ class DwarfTask(Task):
             "per_query": per_query.tolist(),
         }
 
-    def finetune(self, inputs: FinetuneInputs, *, seed: int, label_budget: int | None) -> TaskResult:
-        """One balanced draw (fine-tuning is too costly to repeat); no ``*_std`` and no search score."""
-        targets = self.supervised_targets(inputs.data.labels)[0]
-        present = targets >= 0
-        test = labelled_split(inputs.splits, "test", present, LABEL)
-        train = labelled_split(inputs.splits, "train", present, LABEL)
-        subset = draw_labelled_subset(
+    def training_rows(self, labels: dict[str, np.ndarray], splits: dict[str, np.ndarray], seed: int,
+                      label_budget: int | None) -> np.ndarray:
+        """The first of the probe's balanced draws (what fine-tuning and the supervised baseline use)."""
+        targets = self.supervised_targets(labels)[0]
+        train = labelled_split(splits, "train", targets >= 0, LABEL)
+        return draw_labelled_subset(
             train, targets, self._budget(label_budget), repeat_seed(seed, _PROBE_STREAM, 0),
             balanced=True, min_per_class=self.min_per_class, label_name=LABEL,
         )
+
+    def finetune(self, inputs: FinetuneInputs, *, seed: int, label_budget: int | None) -> TaskResult:
+        """One balanced draw (fine-tuning is too costly to repeat); no ``*_std`` and no search score."""
+        targets = self.supervised_targets(inputs.data.labels)[0]
+        test = labelled_split(inputs.splits, "test", targets >= 0, LABEL)
+        subset = self.training_rows(inputs.data.labels, inputs.splits, seed, label_budget)
         out = finetune_classifier(inputs, targets, [2], subset, seed=seed, eval_split="test")
         keep = np.isin(out.eval_indices, test)
         rows, p_dwarf = out.eval_indices[keep], out.probabilities[0][keep, 1]
