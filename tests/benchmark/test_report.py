@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from astrobench.testing import run_cli
-from astrobench.benchmark.figures import asinh_rgb, cosine_top_k, rgb_band_indices
+from astrobench.benchmark.figures import asinh_rgb, rgb_band_indices
 from astrobench.benchmark.report import _queries, build_report, filter_records
 from astrobench.benchmark.store import result_path, write_result
 
@@ -71,18 +71,6 @@ def test_asinh_rgb_shared_stretch_puts_images_on_one_scale():
     # each on its own scale both reach full brightness; on a shared scale the faint one is darker
     assert asinh_rgb(faint, bands).max() == asinh_rgb(bright, bands).max() == 255
     assert asinh_rgb(faint, bands, stretch=3.0).max() < asinh_rgb(bright, bands, stretch=3.0).max()
-
-
-def test_cosine_top_k_matches_brute_force_and_excludes_the_query():
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(50, 6))
-    queries = np.array([0, 7, 49])
-    top = cosine_top_k(x, queries, 5)
-    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
-    for q, row in zip(queries, top):
-        sims = unit @ unit[q]
-        sims[q] = -np.inf
-        np.testing.assert_array_equal(row, np.argsort(-sims)[:5])
 
 
 def test_queries_start_with_the_rarest_class_and_skip_missing_labels():

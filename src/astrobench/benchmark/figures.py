@@ -181,18 +181,6 @@ def embedding_map(xy: np.ndarray, labels: dict[str, np.ndarray], title: str, out
 
 
 # -- similarity search -----------------------------------------------------------------------------
-def cosine_top_k(embeddings: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """(len(queries), k) row indices of each query's k most cosine-similar objects, itself excluded."""
-    x = np.asarray(embeddings, dtype=np.float64)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    sims = x[queries] @ x.T
-    sims[np.arange(len(queries)), queries] = -np.inf
-    k = min(k, len(x) - 1)
-    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(top, order, axis=1)
-
-
 def _hex_rgb(colour: str) -> np.ndarray:
     return np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)], np.uint8)
 

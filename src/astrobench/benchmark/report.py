@@ -31,6 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 from astrobench.benchmark import figures
+from astrobench.tasks.search import cosine_topk
 from astrobench.benchmark.leaderboard import (
     BASELINE_TAGS, _render_ablation, ablation_table, budget_order, render, results_frame, select,
 )
@@ -362,7 +363,9 @@ def _similarity_section(ctx: _Context) -> Section:
             gallery = _gallery(data)
             values = np.asarray(data.labels[label], dtype=np.float64)
             queries = _queries(values, gallery, N_QUERIES)
-            local = figures.cosine_top_k(emb[gallery], np.searchsorted(gallery, queries), TOP_K)
+            query_rows = np.searchsorted(gallery, queries)
+            k = min(TOP_K, len(gallery) - 1)
+            _, local = cosine_topk(emb[gallery][query_rows], emb[gallery], k, exclude=query_rows)
             neighbours = gallery[local]
             matches = values[neighbours] == values[queries][:, None]
             names = _label_names(data).get(label)
