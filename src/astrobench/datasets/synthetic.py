@@ -14,6 +14,7 @@ size, so the data are bit-identical whatever the number of workers.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -194,12 +195,9 @@ def generation_manifest(preset: str, n: int, seed: int, bad_pixels: bool) -> dic
     }
 
 
-def generate(preset: str = "sdss", n: int = 4000, seed: int = 0, workers: int | None = None,
-             progress: Progress | None = None, bad_pixels: bool = True) -> SurveyData:
-    """Simulate ``n`` objects in memory (at most ``MAX_IN_MEMORY``; use ``generate_to_disk`` beyond)."""
-    survey = _check_params(preset, n, seed, workers)
-    if n > MAX_IN_MEMORY:
-        raise ValueError(f"parameter n={n} is more than generate() holds in memory ({MAX_IN_MEMORY}); use generate_to_disk")
+@contextlib.contextmanager
+def _generation(workers: int | None, n: int, progress: Progress | None):
+    """The worker pool (None: this process) and a per-chunk callback that reports progress."""
     done = 0
 
     def on_chunk(count: int) -> None:
@@ -210,10 +208,20 @@ def generate(preset: str = "sdss", n: int = 4000, seed: int = 0, workers: int | 
 
     pool = _pool(workers, len(_chunks(0, n)))
     try:
-        data = _generate_range(survey.name, seed, 0, n, n, bad_pixels, pool, on_chunk)
+        yield pool, on_chunk
     finally:
         if pool is not None:
             pool.shutdown()
+
+
+def generate(preset: str = "sdss", n: int = 4000, seed: int = 0, workers: int | None = None,
+             progress: Progress | None = None, bad_pixels: bool = True) -> SurveyData:
+    """Simulate ``n`` objects in memory (at most ``MAX_IN_MEMORY``; use ``generate_to_disk`` beyond)."""
+    survey = _check_params(preset, n, seed, workers)
+    if n > MAX_IN_MEMORY:
+        raise ValueError(f"parameter n={n} is more than generate() holds in memory ({MAX_IN_MEMORY}); use generate_to_disk")
+    with _generation(workers, n, progress) as (pool, on_chunk):
+        data = _generate_range(survey.name, seed, 0, n, n, bad_pixels, pool, on_chunk)
     data.manifest = generation_manifest(survey.name, n, seed, bad_pixels)
     data.origin = f"<synthetic {survey.name} n={n} seed={seed}>"
     return data.validate()
@@ -229,26 +237,16 @@ def generate_to_disk(preset: str, n: int, seed: int, out: str | os.PathLike, wor
         return generate(survey.name, n, seed, workers, progress, bad_pixels).save(out, manifest=manifest)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.shards-", dir=out.parent))
-    done = 0
-
-    def on_chunk(count: int) -> None:
-        nonlocal done
-        done += count
-        if progress is not None:
-            progress(done, n)
-
-    pool = _pool(workers, len(_chunks(0, n)))
     try:
-        shards = []
-        for start in range(0, n, SHARD_SIZE):
-            part = _generate_range(survey.name, seed, start, min(start + SHARD_SIZE, n), n, bad_pixels, pool, on_chunk)
-            part.origin = f"<synthetic shard {start}>"
-            shards.append(part.validate().save(work / f"shard-{start:09d}"))
-            del part
+        with _generation(workers, n, progress) as (pool, on_chunk):
+            shards = []
+            for start in range(0, n, SHARD_SIZE):
+                part = _generate_range(survey.name, seed, start, min(start + SHARD_SIZE, n), n, bad_pixels, pool, on_chunk)
+                part.origin = f"<synthetic shard {start}>"
+                shards.append(part.validate().save(work / f"shard-{start:09d}"))
+                del part
         _merge_shards(shards, out, manifest)
     finally:
-        if pool is not None:
-            pool.shutdown()
         shutil.rmtree(work, ignore_errors=True)
     return out
 
