@@ -106,8 +106,6 @@ class ViewPipeline:
         image = self.normalizer(batch["image"], batch.get("mask"))
         return centre_crop(image, self.out_size)
 
-    _finish = finish  # the name before ``finish`` was public
-
 
 def _compose(matrices: list[torch.Tensor]) -> torch.Tensor:
     # ops applied in order 1, 2, ... read x = S1 S2 ... u (see functional.sampling_matrix)

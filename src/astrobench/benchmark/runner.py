@@ -7,6 +7,7 @@ model reuses the checkpoint and the embeddings, and any change of config or data
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import platform
@@ -73,9 +74,16 @@ def load_dataset(name: str, options: dict[str, Any], profile: str, cache_dir: Pa
     check_options(source_cls, resolved, f"dataset {name!r}")
     source: DataSource = source_cls(**resolved)
     if reporter is not None and "progress" in inspect.signature(source.load).parameters:
-        # sources that generate or download on first use report their progress
-        with reporter.progress(f"preparing dataset {name!r}", 1) as advance:
-            data = source.load(cache_dir, progress=lambda done, total: advance(done, {}, total))
+        # sources that generate on first use report progress; the bar opens at the first report
+        with contextlib.ExitStack() as stack:
+            bar: list[Callable[..., None]] = []
+
+            def report(done: int, total: int) -> None:
+                if not bar:
+                    bar.append(stack.enter_context(reporter.progress(f"generating dataset {name!r}", total)))
+                bar[0](done, {})
+
+            data = source.load(cache_dir, progress=report)
     else:
         data = source.load(cache_dir)
     data.validate()
@@ -556,7 +564,7 @@ class Reporter:
         @contextlib.contextmanager
         def bar():
             if not self.enabled:
-                yield lambda done, logs, total=None: None
+                yield lambda done, logs: None
                 return
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -567,9 +575,9 @@ class Reporter:
             ) as progress:
                 task_id = progress.add_task(label, total=total, logs="")
 
-                def advance(done: int, logs: dict[str, float], total: int | None = None) -> None:
+                def advance(done: int, logs: dict[str, float]) -> None:
                     text = "  ".join(f"{k}={v:.3g}" for k, v in logs.items())
-                    progress.update(task_id, completed=done, logs=text, **({"total": total} if total else {}))
+                    progress.update(task_id, completed=done, logs=text)
 
                 yield advance
 
