@@ -17,7 +17,6 @@ import concurrent.futures
 import contextlib
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
 import tempfile
@@ -32,7 +31,7 @@ from astrobench.datasets.sim.population import MORPHOLOGY_CLASSES, N_UNIFORMS, P
 from astrobench.datasets.sim.presets import PRESETS, SurveyPreset, get_preset
 from astrobench.registry import register_dataset
 
-GENERATOR_VERSION = "synthetic-1"
+GENERATOR_VERSION = "synthetic-2"
 CHUNK_SIZE = 64  # objects rendered together; fixed so results never depend on the worker count
 SHARD_SIZE = 4096  # objects held in memory at once by generate_to_disk (~0.75 GB for sdss)
 MAX_IN_MEMORY = 8192  # generate() refuses more: use generate_to_disk
@@ -56,14 +55,21 @@ def object_ids(preset: str, seed: int, start: int, stop: int, n_total: int) -> n
 
 
 def _object_draws(seed: int, start: int, stop: int, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Uniforms and unit-normal noise of objects start..stop, each from its own stream."""
+    """Uniforms and unit-normal noise of objects start..stop, each from its own stream.
+
+    The noise comes from torch's generator (a vectorised Box-Muller, ~3x faster than NumPy's
+    ziggurat) seeded from a child of the object's SeedSequence.
+    """
+    import torch
+
     uniforms = np.empty((stop - start, N_UNIFORMS))
-    noise = np.empty((stop - start, *shape), dtype=np.float32)
+    noise = torch.empty((stop - start, *shape), dtype=torch.float32)
     for row, index in enumerate(range(start, stop)):
-        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, index])))
-        uniforms[row] = rng.random(N_UNIFORMS)
-        noise[row] = rng.standard_normal(shape, dtype=np.float32)
-    return uniforms, noise
+        sequence = np.random.SeedSequence([seed, index])
+        uniforms[row] = np.random.Generator(np.random.PCG64(sequence)).random(N_UNIFORMS)
+        noise_seed = int(sequence.spawn(1)[0].generate_state(1, np.uint64)[0])
+        noise[row].normal_(generator=torch.Generator().manual_seed(noise_seed))
+    return uniforms, noise.numpy()
 
 
 def _invalid_pixels(preset: SurveyPreset, pop: Population, model: np.ndarray, bad_pixels: bool) -> np.ndarray:
@@ -115,15 +121,13 @@ def _generate_chunk(preset_name: str, seed: int, start: int, stop: int, n_total:
     shape = (len(preset.bands), preset.stamp, preset.stamp)
     uniforms, noise = _object_draws(seed, start, stop, shape)
     pop = sample_population(preset, uniforms)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one thread: bit-identical results in any process layout
-    try:
-        model = _renderer(preset).render(stop - start, pop.components, pop.arms, pop.psf_fwhm / preset.pixel_scale)
-    finally:
-        torch.set_num_threads(threads)
-    variance = (pop.sky[:, :, None, None] + np.maximum(model, 0)) / pop.gain[:, :, None, None]
-    image = (model + np.sqrt(variance) * noise).astype(np.float32)
-    ivar = (1.0 / variance).astype(np.float32)
+    # torch runs single-threaded here (see _generation): bit-identical results in any worker layout
+    model = _renderer(preset).render(stop - start, pop.components, pop.arms, pop.psf_fwhm / preset.pixel_scale)
+    per_band = lambda a: torch.as_tensor(a, dtype=torch.float32)[:, :, None, None]  # noqa: E731
+    model_t = torch.from_numpy(model)
+    variance = model_t.clamp(min=0).add_(per_band(pop.sky)).div_(per_band(pop.gain))
+    ivar = torch.reciprocal(variance).numpy()
+    image = variance.sqrt_().mul_(torch.from_numpy(noise)).add_(model_t).numpy()
     mask = _invalid_pixels(preset, pop, model, bad_pixels)
     image[mask] = 0.0
     ivar[mask] = 0.0
@@ -146,13 +150,16 @@ def _renderer(preset: SurveyPreset):
     return _RENDERERS[preset.name]
 
 
-def _concatenate(parts: list[SurveyData]) -> SurveyData:
+_PIXELS = ("image", "mask", "ivar")  # the bulk of the data: copied once, into arrays allocated once
+
+
+def _concatenate(parts: list[SurveyData], pixels: dict[str, np.ndarray]) -> SurveyData:
     first = parts[0]
     cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
     return SurveyData(
-        object_id=cat("object_id"), image=cat("image"), mask=cat("mask"), bands=first.bands,
+        object_id=cat("object_id"), image=pixels["image"], mask=pixels["mask"], bands=first.bands,
         pixel_scale=cat("pixel_scale"), psf_fwhm=cat("psf_fwhm"), ebv=cat("ebv"), ra=cat("ra"), dec=cat("dec"),
-        ivar=cat("ivar"), labels={k: np.concatenate([p.labels[k] for p in parts]) for k in first.labels},
+        ivar=pixels["ivar"], labels={k: np.concatenate([p.labels[k] for p in parts]) for k in first.labels},
     )
 
 
@@ -164,26 +171,31 @@ def _chunks(start: int, stop: int) -> list[tuple[int, int]]:
 
 def _generate_range(preset: str, seed: int, start: int, stop: int, n_total: int, bad_pixels: bool,
                     pool: concurrent.futures.Executor | None, on_chunk: Callable[[int], None]) -> SurveyData:
-    parts: list[SurveyData] = []
     ranges = _chunks(start, stop)
     if pool is None:
-        for a, b in ranges:
-            parts.append(_generate_chunk(preset, seed, a, b, n_total, bad_pixels))
-            on_chunk(b - a)
+        results = (_generate_chunk(preset, seed, a, b, n_total, bad_pixels) for a, b in ranges)
     else:
         futures = [pool.submit(_generate_chunk, preset, seed, a, b, n_total, bad_pixels) for a, b in ranges]
-        for future, (a, b) in zip(futures, ranges):
-            parts.append(future.result())
-            on_chunk(b - a)
-    return _concatenate(parts)
+        results = (future.result() for future in futures)
+    parts: list[SurveyData] = []
+    pixels: dict[str, np.ndarray] = {}
+    for (a, b), part in zip(ranges, results):
+        for name in _PIXELS:  # copy each chunk's pixels as it arrives, then drop them
+            chunk = getattr(part, name)
+            if name not in pixels:
+                pixels[name] = np.empty((stop - start, *chunk.shape[1:]), dtype=chunk.dtype)
+            pixels[name][a - start : b - start] = chunk
+            setattr(part, name, None)
+        parts.append(part)
+        on_chunk(b - a)
+    return _concatenate(parts, pixels)
 
 
 def _pool(workers: int | None, n_chunks: int) -> concurrent.futures.Executor | None:
+    """Worker threads: torch and NumPy release the GIL in the heavy work, and threads share the
+    output arrays (worker processes spent as long sending pixels back as rendering them)."""
     workers = min(workers or os.cpu_count() or 1, n_chunks)
-    if workers <= 1:
-        return None
-    # spawn: forking a process whose torch/OpenMP threads are running can deadlock
-    return concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    return concurrent.futures.ThreadPoolExecutor(workers) if workers > 1 else None
 
 
 def generation_manifest(preset: str, n: int, seed: int, bad_pixels: bool) -> dict[str, Any]:
@@ -206,12 +218,17 @@ def _generation(workers: int | None, n: int, progress: Progress | None):
         if progress is not None:
             progress(done, n)
 
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one intra-op thread per chunk: the same bits whatever the workers
     pool = _pool(workers, len(_chunks(0, n)))
     try:
         yield pool, on_chunk
     finally:
         if pool is not None:
-            pool.shutdown()
+            pool.shutdown(cancel_futures=True)
+        torch.set_num_threads(threads)
 
 
 def generate(preset: str = "sdss", n: int = 4000, seed: int = 0, workers: int | None = None,

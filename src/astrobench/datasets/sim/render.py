@@ -6,6 +6,11 @@ lookup per Fourier pixel, whatever its index or size. The pixel response (a sinc
 (analytic transform) multiply in Fourier space, so the stamp is pixel-integrated and convolved
 exactly, up to aliasing beyond the padded grid. Spiral arms and tidal features are a zero-mean
 azimuthal modulation of the disk drawn in real space and transformed with the rest.
+
+Speed: the pixel response, the centre shift and round Gaussians (knots, stars) are products of 1D
+factors in fx and fy (one outer product per component); the Sersic lookups are one grid_sample
+pass; each scene's components are summed with one small matrix product (bands x components x
+Fourier pixels); the radial PSF is looked up once per distinct |k|.
 """
 
 from __future__ import annotations
@@ -69,24 +74,32 @@ def moffat_alpha(fwhm: np.ndarray | float, beta: float) -> np.ndarray:
     return np.asarray(fwhm) / (2.0 * math.sqrt(2.0 ** (1.0 / beta) - 1.0))
 
 
-def _interp_log(log_grid: torch.Tensor, values: torch.Tensor, log_x: torch.Tensor, row: torch.Tensor | None) -> torch.Tensor:
-    """Linear interpolation on a uniform log grid; ``values`` from ``_value_slope``; ``row`` picks a table row."""
-    step = float(log_grid[1] - log_grid[0])
-    n = log_grid.shape[0]
-    pos = ((log_x - float(log_grid[0])) / step).clamp_(0.0, n - 1.0001)
-    lo = pos.to(torch.int64)
-    frac = pos - lo
-    if row is not None:
-        lo = lo + row * n
-    picked = values[lo]
-    return picked[..., 0] + frac * picked[..., 1]
+def _interp_log(rows: torch.Tensor, log_grid: tuple[float, float], log_x: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation of each table row (B, n), tabulated on a uniform grid from log_grid[0]
+    to log_grid[1], at log_x (B, P), clamped at both ends (log_x = -inf gives the first value).
+
+    One grid_sample pass does the clamp, the gather and the interpolation.
+    """
+    lo, hi = log_grid
+    grid = torch.zeros((*log_x.shape[:-1], 1, log_x.shape[-1], 2), dtype=torch.float32)
+    torch.sub(log_x, 0.5 * (lo + hi), out=grid[..., 0, :, 0]).mul_(2.0 / (hi - lo))
+    values = torch.nn.functional.grid_sample(rows[:, None, None, :], grid, mode="bilinear", padding_mode="border",
+                                             align_corners=True)
+    return values.reshape(log_x.shape)
 
 
-def _value_slope(values: torch.Tensor) -> torch.Tensor:
-    """(rows * n, 2) table of value and slope to the next grid point: one gather per lookup."""
-    table = values.reshape(-1, values.shape[-1])
-    slope = torch.diff(table, dim=-1, append=table[:, -1:])
-    return torch.stack([table, slope], dim=-1).reshape(-1, 2)
+def _per_scene_sum(scene_hat: torch.Tensor, owner: np.ndarray, flux: np.ndarray, comp_hat: torch.Tensor) -> None:
+    """scene_hat[n, b] += sum over the components m of scene n of flux[m, b] * comp_hat[m].
+
+    ``owner`` must be sorted. One small matrix product per scene, so the (M, C, K) products of
+    every component with every band are never materialised.
+    """
+    comp = torch.view_as_real(comp_hat).reshape(len(owner), -1)
+    flux_t = torch.as_tensor(np.asarray(flux, dtype=np.float32)).T
+    out = torch.view_as_real(scene_hat).reshape(scene_hat.shape[0], scene_hat.shape[1], -1)
+    edges = np.flatnonzero(np.diff(owner)) + 1
+    for a, b in zip(np.r_[0, edges], np.r_[edges, len(owner)]):
+        out[owner[a]].addmm_(flux_t[:, a:b], comp[a:b])
 
 
 class Renderer:
@@ -97,60 +110,87 @@ class Renderer:
         self.size = stamp + 2 * PAD
         self.beta = moffat_beta
         tables = load_tables()
-        self.log_kappa = torch.as_tensor(tables.log_kappa, dtype=torch.float32)
-        self.sersic_ft = _value_slope(torch.as_tensor(tables.sersic_ft, dtype=torch.float32))
+        self.sersic_ft = torch.as_tensor(tables.sersic_ft, dtype=torch.float32)
+        self.sersic_log_kappa_sq = (2.0 * float(tables.log_kappa[0]), 2.0 * float(tables.log_kappa[-1]))
         log_u, ft = _moffat_ft_table(moffat_beta)
-        self.moffat_log_u = torch.as_tensor(log_u, dtype=torch.float32)
-        self.moffat_ft = _value_slope(torch.as_tensor(ft, dtype=torch.float32))
+        self.moffat_ft = torch.as_tensor(ft, dtype=torch.float32)[None]
+        self.moffat_log_u = (float(log_u[0]), float(log_u[-1]))
+        # the Fourier grid is (fx, fy), fx the rfft half-axis: fy last, so the first (complex) inverse
+        # transform runs along contiguous memory. 1D axes for the separable factors.
         fy = torch.fft.fftfreq(self.size, dtype=torch.float64)
         fx = torch.fft.rfftfreq(self.size, dtype=torch.float64)
-        self.fy, self.fx = (t.to(torch.float32).reshape(-1) for t in torch.meshgrid(fy, fx, indexing="ij"))
-        self.pixel_response = (torch.sinc(self.fx) * torch.sinc(self.fy)).to(torch.float32)
-        self.k_radius = torch.sqrt(self.fx**2 + self.fy**2)
+        self.fy, self.fx = fy, fx
+        self.fxfy = (fx[:, None] * fy[None, :]).reshape(-1).to(torch.float32)
+        self.sinc_y, self.sinc_x = torch.sinc(fy), torch.sinc(fx)
+        # the PSF is radial: look it up once per distinct |k| (exact integer k^2) and gather
+        ky, kx = torch.round(fy * self.size).to(torch.int64), torch.round(fx * self.size).to(torch.int64)
+        k_sq, self.k_index = torch.unique((kx[:, None] ** 2 + ky[None, :] ** 2).reshape(-1), return_inverse=True)
+        self.log_2pi_k = torch.log(2 * math.pi * torch.sqrt(k_sq.to(torch.float64)) / self.size).to(torch.float32)
         coords = torch.arange(stamp, dtype=torch.float32)
         self.grid_y, self.grid_x = torch.meshgrid(coords, coords, indexing="ij")
 
     def render(self, n_scenes: int, comps: Components, arms: ArmModulations | None, psf_fwhm_px: np.ndarray) -> np.ndarray:
         n_bands = comps.flux.shape[1]
-        scene_hat = torch.zeros((n_scenes, n_bands, self.fx.shape[0]), dtype=torch.complex64)
+        scene_hat = torch.zeros((n_scenes, n_bands, self.fx.shape[0], self.size), dtype=torch.complex64)
         self._add_components(scene_hat, comps)
         if arms is not None and len(arms.owner):
             self._add_arms(scene_hat, arms)
         scene_hat *= self._psf_hat(psf_fwhm_px)
-        image = torch.fft.irfft2(scene_hat.reshape(n_scenes, n_bands, self.size, -1), s=(self.size, self.size))
-        return image[..., PAD : PAD + self.stamp, PAD : PAD + self.stamp].contiguous().numpy()
+        # irfft2 in two passes, keeping only the stamp's rows (y) before the second
+        cols = torch.fft.ifft(scene_hat, dim=-1)[..., PAD : PAD + self.stamp]
+        image = torch.fft.irfft(cols, n=self.size, dim=-2)[..., PAD : PAD + self.stamp, :]  # (x, y)
+        return image.transpose(-1, -2).contiguous().numpy()
 
     def _add_components(self, scene_hat: torch.Tensor, comps: Components) -> None:
-        point = comps.r_e <= 0
-        gaussian = ~point & (comps.sersic_row == 0)
-        for group, kind in ((point, "point"), (gaussian, "gaussian"), (~point & ~gaussian, "sersic")):
-            if group.any():
-                self._add_group(scene_hat, comps, np.flatnonzero(group), kind)
+        # ellipse: kappa^2 = r_e^2 |A^T k|^2 = a fx^2 + b fx fy + c fy^2
+        r_e, q = np.maximum(np.asarray(comps.r_e, dtype=np.float64), 0.0), np.asarray(comps.q, dtype=np.float64)
+        cos, sin = np.cos(comps.angle), np.sin(comps.angle)
+        quad = np.stack([r_e**2 * (cos**2 / q + sin**2 * q), 2 * r_e**2 * cos * sin * (1 / q - q),
+                         r_e**2 * (sin**2 / q + cos**2 * q)], axis=1)
+        gaussian = (r_e == 0) | (comps.sersic_row == 0)  # points and n = 0.5 (knots): analytic transform
+        round_ = gaussian & (quad[:, 1] == 0)  # transform is a product of 1D factors in fx and fy
+        for group, kind in ((round_, "round"), (gaussian & ~round_, "gaussian"), (~gaussian, "sersic")):
+            idx = np.flatnonzero(group)
+            if len(idx):
+                idx = idx[np.argsort(comps.owner[idx], kind="stable")]
+                comp_hat = self._transform(comps, idx, torch.as_tensor(quad[idx]), kind)
+                _per_scene_sum(scene_hat, comps.owner[idx], comps.flux[idx], comp_hat)
 
-    def _add_group(self, scene_hat: torch.Tensor, comps: Components, idx: np.ndarray, kind: str) -> None:
-        t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32)[idx])[:, None]  # noqa: E731
-        if kind == "point":
-            profile = self.pixel_response.expand(len(idx), -1)
+    def _transform(self, comps: Components, idx: np.ndarray, quad: torch.Tensor, kind: str) -> torch.Tensor:
+        """(M, size // 2 + 1, size) unit-flux transforms, pixel response and centre shift included.
+
+        The pixel response, the shift phase and, for a round Gaussian, its transform are products
+        of 1D factors in fx and fy: one outer product. Other profiles multiply it pixel by pixel.
+        """
+        a, b, c = quad[:, 0:1], quad[:, 1:2], quad[:, 2:3]
+        g = math.pi**2 / math.log(2.0)  # Gaussian transform exp(-g kappa^2): sigma = r_e / sqrt(2 ln 2)
+        centre = lambda v: torch.as_tensor(np.asarray(v, dtype=np.float64)[idx] + PAD)[:, None]  # noqa: E731
+        fy_part = torch.polar(self.sinc_y.expand(len(idx), -1), centre(comps.y) * self.fy * (-2 * math.pi))
+        fx_part = torch.polar(self.sinc_x.expand(len(idx), -1), centre(comps.x) * self.fx * (-2 * math.pi))
+        if kind == "round":
+            fy_part *= torch.exp(-g * c * self.fy**2)
+            fx_part *= torch.exp(-g * a * self.fx**2)
+        comp_hat = fx_part.to(torch.complex64)[:, :, None] * fy_part.to(torch.complex64)[:, None, :]
+        if kind == "round":
+            return comp_hat
+        kappa_sq = self._kappa_sq(a, b, c)
+        if kind == "gaussian":
+            profile = kappa_sq.mul_(-g).exp_()
         else:
-            r_e, q, angle = t(comps.r_e), t(comps.q), t(comps.angle)
-            cos, sin = torch.cos(angle), torch.sin(angle)
-            along = cos * self.fx + sin * self.fy
-            across = -sin * self.fx + cos * self.fy
-            kappa_sq = r_e**2 * (along**2 / q + across**2 * q)
-            if kind == "gaussian":  # n = 0.5: analytic transform, sigma = r_e / sqrt(2 ln 2)
-                profile = torch.exp(kappa_sq * (-(math.pi**2) / math.log(2.0))) * self.pixel_response
-            else:
-                row = torch.as_tensor(comps.sersic_row[idx], dtype=torch.int64)[:, None]
-                profile = _interp_log(self.log_kappa, self.sersic_ft, 0.5 * torch.log(kappa_sq + 1e-30), row)
-                profile *= self.pixel_response
-        shift = (t(comps.x) + PAD) * self.fx + (t(comps.y) + PAD) * self.fy
-        comp_hat = torch.polar(profile.contiguous(), shift * (-2 * math.pi))
-        owner = torch.as_tensor(comps.owner[idx], dtype=torch.int64)
-        flux = torch.as_tensor(np.asarray(comps.flux[idx], dtype=np.float32))
-        scene_hat.index_add_(0, owner, comp_hat[:, None, :] * flux[:, :, None])
+            rows = self.sersic_ft[torch.as_tensor(comps.sersic_row[idx], dtype=torch.int64)]
+            profile = _interp_log(rows, self.sersic_log_kappa_sq, kappa_sq.log_())  # log(0) = -inf: the k = 0 value
+        comp_hat *= profile.to(torch.complex64).view(comp_hat.shape)  # complex x complex: vectorised
+        return comp_hat
+
+    def _kappa_sq(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """(M, K) a fx^2 + b fx fy + c fy^2, float32 (clamped at 0 against rounding)."""
+        f32 = lambda t: t.to(torch.float32)  # noqa: E731
+        kappa_sq = f32(a * self.fx**2)[:, :, None] + f32(c * self.fy**2)[:, None, :]
+        return kappa_sq.reshape(len(a), -1).addcmul_(f32(b), self.fxfy).clamp_(min=0.0)
 
     def _add_arms(self, scene_hat: torch.Tensor, arms: ArmModulations) -> None:
-        t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))[:, None, None]  # noqa: E731
+        order = np.argsort(arms.owner, kind="stable")
+        t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32)[order])[:, None, None]  # noqa: E731
         dx, dy = self.grid_x - t(arms.x), self.grid_y - t(arms.y)
         cos, sin = torch.cos(t(arms.angle)), torch.sin(t(arms.angle))
         u = cos * dx + sin * dy
@@ -166,12 +206,14 @@ class Renderer:
         taper = 1 - torch.exp(-((radius / (0.7 * h)) ** 2))
         modulation = disk * t(arms.amplitude) * wave * taper
         padded = torch.nn.functional.pad(modulation, (PAD, PAD, PAD, PAD))
-        mod_hat = torch.fft.rfft2(padded).reshape(len(arms.owner), -1)
-        owner = torch.as_tensor(arms.owner, dtype=torch.int64)
-        flux = torch.as_tensor(np.asarray(arms.flux, dtype=np.float32))
-        scene_hat.index_add_(0, owner, mod_hat[:, None, :] * flux[:, :, None])
+        _per_scene_sum(scene_hat, arms.owner[order], np.asarray(arms.flux)[order], torch.fft.rfft2(padded).transpose(-1, -2))
 
     def _psf_hat(self, psf_fwhm_px: np.ndarray) -> torch.Tensor:
-        alpha = torch.as_tensor(moffat_alpha(psf_fwhm_px, self.beta), dtype=torch.float32)[..., None]
-        log_u = torch.log(2 * math.pi * self.k_radius * alpha + 1e-30)
-        return _interp_log(self.moffat_log_u, self.moffat_ft, log_u, None)
+        """(N, C, size // 2 + 1, size) Moffat transforms, looked up once per distinct |k|.
+
+        Complex, though real: complex x complex products are vectorised, complex x real are not.
+        """
+        log_alpha = torch.as_tensor(np.log(moffat_alpha(psf_fwhm_px, self.beta)), dtype=torch.float32)
+        log_u = (log_alpha[..., None] + self.log_2pi_k).reshape(1, -1)
+        radial = _interp_log(self.moffat_ft, self.moffat_log_u, log_u).reshape(*log_alpha.shape, -1)
+        return radial.to(torch.complex64).index_select(-1, self.k_index).reshape(*log_alpha.shape, -1, self.size)
