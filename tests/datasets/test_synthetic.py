@@ -102,8 +102,9 @@ def _global_statistics(data: SurveyData) -> np.ndarray:
 def _structure_features(data: SurveyData) -> np.ndarray:
     """Truth-level structure: surface brightness, size, colour (what a good encoder can recover)."""
     labels = data.labels
-    return np.stack([labels["surface_brightness_r"], np.log(labels["half_light_radius_arcsec"]),
-                     labels["mag_g"] - labels["mag_r"], labels["mag_r"]], axis=1)
+    return np.stack([labels["surface_brightness_r"], np.log(labels["half_light_radius_arcsec"]), labels["mag_r"],
+                     labels["mag_u"] - labels["mag_g"], labels["mag_g"] - labels["mag_r"], labels["mag_r"] - labels["mag_i"]],
+                    axis=1)
 
 
 def test_no_giveaway_from_global_pixel_statistics(survey: SurveyData) -> None:
@@ -112,8 +113,9 @@ def test_no_giveaway_from_global_pixel_statistics(survey: SurveyData) -> None:
     balanced = lambda X: cross_val_score(probe, X, y, cv=4, scoring="balanced_accuracy").mean()  # noqa: E731
     trivial = balanced(_global_statistics(survey))
     structure = balanced(_structure_features(survey))
-    assert structure > 0.9
-    assert trivial < structure - 0.12, (trivial, structure)
+    # a good encoder can recover the structure; total flux, noise level and seeing say almost nothing
+    assert structure > 0.85, structure
+    assert trivial < 0.65, (trivial, structure)
 
 
 def test_one_seed_bit_identical_with_one_and_two_workers() -> None:

@@ -5,11 +5,12 @@ Three sub-populations, mixed so the tasks are hard in the way they are on real d
   magnitude drawn jointly from volume x Schechter luminosity function above the limit (Planck18
   distances, per-template K-corrections), so the redshift distribution peaks near 0.1 with a tail
   to ~0.4, and distant galaxies are luminous and small;
-- **dwarfs** (log M* < 9): nearby (z < 0.04), diffuse, low surface brightness, smooth (dE/dSph) or
-  clumpy (dIrr), down to the faint limit;
-- **look-alikes**: more compact background galaxies (0.08 < z < 0.3) with the same apparent
-  magnitudes as the dwarfs and overlapping apparent sizes; only structure, surface brightness and
-  colour tell them apart.
+- **dwarfs** (log M* < 9): nearby (0.012 < z < 0.045), diffuse, low surface brightness, smooth
+  (dE/dSph) or clumpy (dIrr), down to the faint limit;
+- **look-alikes**, the contaminants of a dwarf search: background galaxies (0.06 < z < 0.32; compact
+  early types, small disks, blue clumpy irregulars) with the apparent magnitudes of the dwarfs and
+  overlapping apparent sizes, a quarter of all stamps, so that brightness and size alone do not
+  separate the classes; surface-brightness profile, structure and colour do.
 Every stamp also gets neighbours and field stars independent of the labels.
 """
 
@@ -29,7 +30,13 @@ MORPHOLOGY_CLASSES = ("elliptical", "lenticular", "spiral", "barred_spiral", "ed
 E, S0, SP, SB, EDGE, IRR, MERGER = range(7)
 MAIN_TYPE_FRACTIONS = {E: 0.18, S0: 0.16, SP: 0.33, SB: 0.17, IRR: 0.07, MERGER: 0.09}
 DWARF_FRACTION = 0.16  # of all stamps drawn from the dwarf sample
-LOOKALIKE_FRACTION = 0.12
+LOOKALIKE_FRACTION = 0.26  # faint background galaxies: what a dwarf search must reject
+DWARF_Z = (0.012, 0.045)  # p(z) ∝ z: nearby enough to be resolved, far enough to fit the stamp
+DWARF_MASS_SKEW = 0.8  # log M* = floor + (9 - floor) u^skew
+LOOKALIKE_Z = (0.06, 0.32)
+LOOKALIKE_MIN_MASS = 9.2  # log M*: look-alikes are never dwarfs
+LOOKALIKE_MAG_RANGE, LOOKALIKE_MAG_SKEW = 4.5, 2.0  # apparent r: faint limit - range * u^skew
+LOOKALIKE_SIZE_EARLY, LOOKALIKE_SIZE_LATE = (0.4, 1.8), (0.7, 3.2)  # half-light radius, arcsec
 MAX_KNOTS = 8
 MAX_NEIGHBOURS = 3
 MAX_STARS = 2
@@ -180,8 +187,9 @@ def sample_population(preset: SurveyPreset, uniforms: np.ndarray) -> Population:
     gtype = types_[np.searchsorted(np.cumsum(probs) / probs.sum(), d.u("type"))]
     dwarf_irregular = d.u("type") < 0.45
     gtype = np.where(is_dwarf_sample, np.where(dwarf_irregular, IRR, E), gtype)
-    # look-alikes: compact early types and small disks
-    gtype = np.where(is_lookalike, np.array([E, S0, SP, SP])[np.minimum((d.u("type") * 4).astype(int), 3)], gtype)
+    # look-alikes: compact early types, small disks and blue compact star-forming galaxies
+    lookalike_types = np.array([E, S0, SP, SP, IRR])
+    gtype = np.where(is_lookalike, lookalike_types[np.minimum((d.u("type") * 5).astype(int), 4)], gtype)
 
     bt = np.select(
         [gtype == E, gtype == S0, gtype == SB, gtype == SP, gtype == MERGER],
@@ -207,17 +215,25 @@ def sample_population(preset: SurveyPreset, uniforms: np.ndarray) -> Population:
     abs_mag = np.interp(cdf_lo + (cdf_hi - cdf_lo) * d.u("mag"), mag_table[1], mag_table[0])
     log_mass = -0.4 * (abs_mag - 4.65) + log_ml
 
-    # dwarfs: nearby (volume-weighted z), mass up to 10^9 and bright enough for the faint limit
-    z_dwarf = 0.005 + (0.04 - 0.005) * d.u("z") ** (1 / 3)
+    # dwarfs: nearby, mass up to 10^9 and bright enough for the faint limit
+    z_dwarf = np.sqrt(DWARF_Z[0] ** 2 + (DWARF_Z[1] ** 2 - DWARF_Z[0] ** 2) * d.u("z"))
     k_dwarf = tables.kcorrection(preset.name, disk_sed, z_dwarf)[:, rb]
     mag_faint = preset.faint_mag_limit - distance_modulus(z_dwarf) - k_dwarf
     mass_floor = np.maximum(7.0, -0.4 * (mag_faint - 4.65) + log_ml)
-    mass_dwarf = mass_floor + (9.0 - mass_floor) * d.u("mass") ** 1.3
+    mass_dwarf = mass_floor + (9.0 - mass_floor) * d.u("mass") ** DWARF_MASS_SKEW
     abs_dwarf = 4.65 - 2.5 * (mass_dwarf - log_ml)
     # look-alikes: background, with the apparent magnitudes of the dwarfs
-    z_look = _uniform(d.u("z"), 0.08, 0.3)
-    app_look = preset.faint_mag_limit - 3.5 * d.u("mag") ** 2  # skewed faint, like the dwarfs
-    k_look = tables.kcorrection(preset.name, np.where(bt > 0.5, SED_E, disk_sed), z_look)[:, rb]
+    z_look = _uniform(d.u("z"), *LOOKALIKE_Z)
+    app_look = preset.faint_mag_limit - LOOKALIKE_MAG_RANGE * d.u("mag") ** LOOKALIKE_MAG_SKEW
+    look_sed = np.where(bt > 0.5, SED_E, disk_sed)
+    # ... and too massive to be dwarfs (log M* >= 9.2): a faint blue one is pushed further away
+    abs_needed = 4.65 - 2.5 * (LOOKALIKE_MIN_MASS - log_ml)
+    zg = np.linspace(LOOKALIKE_Z[0], 0.6, 600)
+    for _ in range(2):  # the K-correction depends weakly on z: two fixed-point steps suffice
+        k_look = tables.kcorrection(preset.name, look_sed, z_look)[:, rb]
+        z_needed = np.interp(app_look - abs_needed - k_look, distance_modulus(zg), zg)
+        z_look = np.maximum(z_look, z_needed)
+    k_look = tables.kcorrection(preset.name, look_sed, z_look)[:, rb]
     abs_look = app_look - distance_modulus(z_look) - k_look
     z = np.select([is_dwarf_sample, is_lookalike], [z_dwarf, z_look], z)
     abs_mag = np.select([is_dwarf_sample, is_lookalike], [abs_dwarf, abs_look], abs_mag)
@@ -230,8 +246,10 @@ def sample_population(preset: SurveyPreset, uniforms: np.ndarray) -> Population:
     re_dwarf = 10 ** (0.15 + 0.28 * (log_mass - 8.5) + 0.15 * size_noise)
     re_disk_kpc = np.where(bt > 0.5, re_early * 1.3, re_late)
     re_disk_kpc = np.where(is_dwarf_sample | (log_mass < 8.8), re_dwarf, re_disk_kpc)
-    # look-alikes are selected to overlap the dwarfs in apparent size (0.5-2.2 arcsec)
-    re_look_kpc = _loguniform(d.u("size"), 0.5, 2.2) * kpc_per_arcsec(z)
+    # look-alikes are selected to overlap the dwarfs in apparent size (a dwarf search's contaminants)
+    look_early = np.isin(gtype, (E, S0))
+    re_look_arcsec = np.where(look_early, _loguniform(d.u("size"), *LOOKALIKE_SIZE_EARLY), _loguniform(d.u("size"), *LOOKALIKE_SIZE_LATE))
+    re_look_kpc = re_look_arcsec * kpc_per_arcsec(z)
     re_disk_kpc = np.where(is_lookalike, re_look_kpc, re_disk_kpc)
     re_bulge_kpc = np.where(gtype == E, re_early, re_disk_kpc * _uniform(d.u("bulge_size"), 0.12, 0.45))
     re_bulge_kpc = np.where(is_lookalike & (gtype == E), re_look_kpc, re_bulge_kpc)
@@ -260,7 +278,9 @@ def sample_population(preset: SurveyPreset, uniforms: np.ndarray) -> Population:
     lum_r = 10 ** (-0.4 * abs_mag)
     has_bar = gtype == SB
     bar_frac = np.where(has_bar, _uniform(d.u("bar_flux"), 0.08, 0.2), 0.0)
-    knotty = np.isin(gtype, (SP, SB, IRR, MERGER)) & ~(is_lookalike) | (is_dwarf_sample & dwarf_irregular)
+    # background spirals are too small for resolved knots; background irregulars are clumpy like dIrr
+    knotty = (np.isin(gtype, (SP, SB, IRR, MERGER)) & ~is_lookalike) | (is_lookalike & (gtype == IRR)) | (
+        is_dwarf_sample & dwarf_irregular)
     knot_frac = np.where(knotty, _uniform(d.u("knot_frac"), 0.04, 0.18), 0.0)
     knot_frac = np.where(gtype == IRR, knot_frac * 1.8, knot_frac)
     lum_bulge = lum_r * bt
