@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from astrobench.augment import functional as AF
 
@@ -254,3 +255,44 @@ def test_patch_mask_hides_whole_patches_at_the_requested_rate():
 def test_patch_mask_handles_sizes_that_are_not_multiples_of_the_patch():
     hidden = AF.random_patch_mask(2, 10, 13, 4, torch.tensor([1.0, 0.0]), None, "cpu")
     assert hidden.shape == (2, 10, 13) and hidden[0].all() and not hidden[1].any()
+
+
+# -- fast paths ----------------------------------------------------------------------------------
+def test_any_true_agrees_with_any_on_empty_expanded_and_strided_masks():
+    mask = torch.zeros(3, 1, 5, 5, dtype=torch.bool)
+    assert not AF.any_true(mask) and not AF.any_true(mask[:0]) and not AF.any_true(mask.expand(3, 4, 5, 5))
+    mask[2, 0, 4, 4] = True
+    assert AF.any_true(mask.expand(3, 4, 5, 5)) and AF.any_true(mask[..., ::2, ::2]) and not AF.any_true(mask[:2])
+
+
+def test_resample_equals_affine_grid_and_grid_sample_with_the_pixel_mask_rule():
+    generator = torch.Generator().manual_seed(3)
+    image = torch.randn(4, 2, 20, 24, generator=generator)
+    angle = torch.tensor([0.0, 33.0, 90.0, 217.0])
+    matrix = AF.sampling_matrix(angle, torch.tensor([[0.0, 0.0], [1.5, -2.0], [3.0, 0.0], [-0.25, 0.5]]), torch.tensor([False, True, False, True]))
+    out, mask, _ = AF.resample(image, matrix, (16, 18))
+    # the reference: theta in normalised coordinates, affine_grid, grid_sample, then the border rule
+    theta = matrix[:, :2, :].clone()
+    theta[:, :, :2] *= torch.tensor([2.0 / 24, 2.0 / 20]).view(1, 2, 1) * torch.tensor([18 / 2.0, 16 / 2.0]).view(1, 1, 2)
+    theta[:, :, 2] *= torch.tensor([2.0 / 24, 2.0 / 20])
+    grid = F.affine_grid(theta, [4, 1, 16, 18], align_corners=False)
+    px, py = (grid[..., 0] + 1) * 12 - 0.5, (grid[..., 1] + 1) * 10 - 0.5
+    tol = AF.RESAMPLE_WEIGHT_TOLERANCE
+    outside = ~((px >= -tol) & (px <= 23 + tol) & (py >= -tol) & (py <= 19 + tol))
+    assert torch.equal(mask, outside.unsqueeze(1).expand_as(mask))
+    expected = F.grid_sample(image, grid, align_corners=False).masked_fill(mask, 0.0)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+
+
+def test_ivar_update_zeroes_negative_and_nan_ivar_like_zero_ivar():
+    ivar = torch.tensor([4.0, 0.0, -3.0, float("nan"), 1e30]).view(1, 1, 1, 5).repeat(1, 2, 1, 1)
+    extra = torch.tensor([[0.75, 0.0]])
+    expected = torch.where(ivar > 0, ivar / (1.0 + ivar * extra.view(1, 2, 1, 1)), 0.0)
+    assert torch.equal(AF.add_variance_to_ivar(ivar, extra), expected)
+    assert torch.equal(AF.add_variance_to_ivar(ivar.clamp_min(0).nan_to_num(0.0), extra), expected)
+
+
+def test_added_noise_leaves_the_input_untouched():
+    image = torch.ones(2, 1, 4, 4)
+    out = AF.add_gaussian_noise(image, torch.ones(2, 1), torch.Generator().manual_seed(0), torch.zeros_like(image, dtype=torch.bool))
+    assert torch.equal(image, torch.ones(2, 1, 4, 4)) and not torch.equal(out, image)

@@ -161,3 +161,33 @@ def test_masked_input_pixels_stay_invalid_through_the_pipeline():
     out = views.augment(batch, torch.Generator().manual_seed(0))
     assert torch.equal(out["mask"], batch["mask"].flip(-1))
     assert (views(batch)[out["mask"]] == 0).all()
+
+
+def test_views_drop_ivar_after_its_last_reader_without_changing_the_images(monkeypatch):
+    batch = flux_batch()
+    views = ViewPipeline(["RR", "GR", "GN", "PS", "JC"], {"GR": {"p": 1.0}, "PS": {"p": 1.0}}, NORMALIZER, 32)
+    seen: dict[str, bool] = {}
+    for cls in (ops.GalacticReddening, ops.GaussianNoise, ops.PSFSmoothing):
+        original = cls.__call__
+
+        def spy(self, batch, generator=None, original=original):
+            seen[self.code] = "ivar" in batch
+            return original(self, batch, generator)
+
+        monkeypatch.setattr(cls, "__call__", spy)
+    kept = views.augment(batch, torch.Generator().manual_seed(2), keep_ivar=True)
+    assert seen == {"GR": True, "GN": True, "PS": True} and "ivar" in kept
+    dropped = views.augment(batch, torch.Generator().manual_seed(2), keep_ivar=False)
+    assert seen == {"GR": True, "GN": True, "PS": False} and "ivar" not in dropped  # GN reads it last
+    assert torch.equal(kept["image"], dropped["image"]) and torch.equal(kept["mask"], dropped["mask"])
+
+
+def test_views_equal_normalising_the_augmented_batch_with_its_mask():
+    batch = flux_batch()
+    batch["mask"][:, 1, 10:20, 5:9] = True
+    batch["image"][batch["mask"]] = 1e6  # garbage under the mask
+    views = ViewPipeline(["RR", "JC", "GN", "GR", "PS"], {"PS": {"p": 1.0}}, NORMALIZER, 32)
+    view = views(batch, torch.Generator().manual_seed(4))
+    augmented = views.augment(batch, torch.Generator().manual_seed(4), keep_ivar=False)
+    assert augmented["mask"].any()
+    assert torch.equal(view, views.finish(augmented))

@@ -72,3 +72,30 @@ def test_fast_asinh_matches_torch_asinh_over_the_float32_range():
     assert torch.isfinite(got).all()
     assert ((got - expected).abs() <= 2e-6 + 2.4e-7 * expected.abs()).all()  # float32 rounding
     assert torch.equal(torch.signbit(fast_asinh(torch.tensor([0.0, -0.0]))), torch.tensor([False, True]))
+
+
+def test_fast_asinh_equals_torch_asinh_on_zeros_negatives_large_values_and_in_place():
+    from astrobench.datasets.normalize import fast_asinh
+
+    x = torch.cat([torch.tensor([0.0, -0.0, 1e-30, -1e-30, 1e-8, -3.0, 3.0]), torch.randn(50_000) * 100,
+                   torch.logspace(-8, 38, 100), -torch.logspace(-8, 38, 100)])
+    expected = torch.asinh(x)
+    torch.testing.assert_close(fast_asinh(x), expected, atol=1e-6, rtol=2.4e-7)  # float32 rounding
+    y = x.clone()
+    assert fast_asinh(y, out=y) is y
+    torch.testing.assert_close(y, expected, atol=1e-6, rtol=2.4e-7)
+    assert torch.equal(fast_asinh(torch.tensor([float("inf"), -float("inf")])), torch.tensor([float("inf"), -float("inf")]))
+
+
+def test_transform_equals_asinh_of_scaled_flux_and_zeroes_masked_pixels_even_nan():
+    generator = torch.Generator().manual_seed(0)
+    image = torch.randn(3, 2, 8, 8, generator=generator) * 50
+    mask = torch.rand(3, 2, 8, 8, generator=generator) < 0.2
+    image[mask] = float("nan")  # garbage under the mask
+    norm = Normalizer(("g", "r"), (2.0, 0.5))
+    out = norm(image, mask)
+    expected = torch.asinh(image / torch.tensor([2.0, 0.5]).view(1, 2, 1, 1)).masked_fill(mask, 0.0)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=2.4e-7)
+    assert (out[mask] == 0).all()
+    clean = image.nan_to_num(0.0)
+    torch.testing.assert_close(norm(clean), torch.asinh(clean / torch.tensor([2.0, 0.5]).view(1, 2, 1, 1)), atol=1e-6, rtol=2.4e-7)

@@ -31,6 +31,9 @@ class Augmentation(ABC):
     code: ClassVar[str]
     geometric: ClassVar[bool] = False
     needs_flux: ClassVar[bool] = False  # physically meaningless on RGB composites
+    # whether the op's result depends on ``ivar`` (not merely updates it): a pipeline that does not
+    # return ivar drops it after the last op that reads it, sparing the updates nobody uses
+    reads_ivar: ClassVar[bool] = True
 
     def __init__(self, p: float):
         if not 0.0 <= p <= 1.0:

@@ -74,6 +74,7 @@ class GeometricAugmentation(Augmentation):
     """An op that moves pixels: it draws a sampling matrix per image (identity where not applied)."""
 
     geometric = True
+    reads_ivar = False
 
     @abstractmethod
     def sampling_matrix(self, batch: AugBatch, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -203,8 +204,8 @@ class GaussianNoise(Augmentation):
 
         # only the chosen images draw noise: the Gaussian draw dominates the cost
         chosen = apply.nonzero().squeeze(1)
-        sub_mask = None if mask is None else mask[chosen]
-        noisy = AF.add_gaussian_noise(image[chosen], sigma_add[chosen], generator, sub_mask)
+        sub_mask = mask[chosen] if mask is not None and AF.any_true(mask) else None
+        noisy = AF.add_gaussian_noise(image.index_select(0, chosen), sigma_add[chosen], generator, sub_mask)
         out = dict(batch)
         out["image"] = image.index_copy(0, chosen, noisy)
         if ivar is not None:
@@ -221,6 +222,7 @@ class GalacticReddening(Augmentation):
     only reddened."""
 
     code = "GR"
+    reads_ivar = False
     needs_flux = True
 
     def __init__(self, p: float = 0.8, ebv_max: float = 0.5, survey: str | None = None):
@@ -267,6 +269,7 @@ class PSFSmoothing(Augmentation):
     """
 
     code = "PS"
+    reads_ivar = False
     needs_flux = True
 
     def __init__(self, p: float = 0.5, fwhm_arcsec_max: float = 1.5, fwhm_arcsec_min: float = 0.0):
@@ -288,10 +291,10 @@ class PSFSmoothing(Augmentation):
         out = dict(batch)
         if chosen.numel() > 0:
             radius = AF.blur_radius(float(extra_pix[chosen].max()) / AF.FWHM_PER_SIGMA)
-            blurred = AF.gaussian_blur_fwhm(image[chosen], extra_pix[chosen], radius)
+            blurred = AF.gaussian_blur_fwhm(image.index_select(0, chosen), extra_pix[chosen], radius)
             mask = batch.get("mask")
-            if mask is not None:
-                blurred = blurred.masked_fill(mask[chosen], 0.0)
+            if mask is not None and AF.any_true(mask):
+                blurred.masked_fill_(mask[chosen], 0.0)
             out["image"] = image.index_copy(0, chosen, blurred)
             if batch.get("ivar") is not None:
                 variance_factor = AF.blur_variance_factor(extra_pix, radius).view(size, 1, 1, 1)
@@ -307,6 +310,7 @@ class RandomMask(Augmentation):
     hidden with probability ``fraction``; hidden pixels become 0, invalid, and ivar 0."""
 
     code = "MK"
+    reads_ivar = False
 
     def __init__(self, p: float = 0.5, fraction: float = 0.1, patch_size: int = 8):
         super().__init__(p)

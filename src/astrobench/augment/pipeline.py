@@ -57,18 +57,27 @@ class ViewPipeline:
 
     def __call__(self, batch: AugBatch, generator: torch.Generator | None = None) -> torch.Tensor:
         """A random view: (B, C, out_size, out_size) normalised images."""
-        return self.finish(self.augment(batch, generator, keep_ivar=False))
+        batch = self.augment(batch, generator, keep_ivar=False)
+        if self.ops and isinstance(self.ops[-1], GeometricAugmentation):
+            # the final resampling left 0 in every invalid pixel, and the normaliser maps 0 to 0:
+            # masking again would cost a pass over the batch for nothing
+            return self.normalizer(centre_crop(batch["image"], self.out_size))
+        return self.finish(batch)
 
     def augment(self, batch: AugBatch, generator: torch.Generator | None = None, keep_ivar: bool = True) -> AugBatch:
         """The augmented batch in flux space (image, mask, ivar, psf_fwhm, ebv updated), cropped to
         ``out_size`` when the pipeline has composable geometric ops (else at the input size).
 
-        ``keep_ivar=False`` drops ``ivar`` once the photometric ops have used it: the views need
-        only image and mask, and resampling ivar would double the cost of the geometric stage.
+        ``keep_ivar=False`` drops ``ivar`` after the last op that reads it (``reads_ivar``): the views
+        need only image and mask, and later ops would only update it (resampling ivar would double
+        the cost of the geometric stage).
         """
         pending: list[torch.Tensor] = []  # sampling matrices of consecutive composable ops
         height, width = batch["image"].shape[-2:]
-        for op in self.ops:
+        last_reader = max((i for i, op in enumerate(self.ops) if op.reads_ivar), default=-1)
+        for i, op in enumerate(self.ops):
+            if not keep_ivar and i > last_reader:
+                batch = _without_ivar(batch)
             if isinstance(op, GeometricAugmentation):
                 pending.append(op.sampling_matrix(batch, generator))
                 height, width = op.output_size(height, width)
@@ -78,8 +87,8 @@ class ViewPipeline:
                 pending = []
             batch = op(batch, generator)
             height, width = batch["image"].shape[-2:]
-        if not keep_ivar and "ivar" in batch:
-            batch = {key: value for key, value in batch.items() if key != "ivar"}  # type: ignore[assignment]
+        if not keep_ivar:
+            batch = _without_ivar(batch)
         if pending:
             batch = self._resample_to_crop(batch, _compose(pending), (height, width))
         return batch
@@ -102,9 +111,15 @@ class ViewPipeline:
         return self.finish(batch)
 
     def finish(self, batch: AugBatch) -> torch.Tensor:
-        """Flux batch -> encoder input: normalise, then centre-crop to ``out_size``."""
-        image = self.normalizer(batch["image"], batch.get("mask"))
-        return centre_crop(image, self.out_size)
+        """Flux batch -> encoder input: centre-crop to ``out_size``, then normalise (per pixel, so
+        cropping first gives the same values for less work)."""
+        mask = batch.get("mask")
+        image = centre_crop(batch["image"], self.out_size)
+        return self.normalizer(image, None if mask is None else centre_crop(mask, self.out_size))
+
+
+def _without_ivar(batch: AugBatch) -> AugBatch:
+    return {key: value for key, value in batch.items() if key != "ivar"}  # type: ignore[return-value]
 
 
 def _compose(matrices: list[torch.Tensor]) -> torch.Tensor:

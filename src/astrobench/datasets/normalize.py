@@ -51,9 +51,11 @@ class Normalizer:
 
     def __call__(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         scales = torch.as_tensor(self.scales, dtype=image.dtype, device=image.device).view(1, -1, 1, 1)
-        out = fast_asinh(image / scales) if self.is_flux else image / scales
+        out = image / scales  # a new tensor: the steps below may work in place on it
+        if self.is_flux:
+            out = fast_asinh(out, out=out)
         if mask is not None:
-            out = out.masked_fill(mask, 0.0)
+            out.masked_fill_(mask, 0.0)
         return out
 
     def to_dict(self) -> dict:
@@ -65,13 +67,16 @@ class Normalizer:
 
 
 
-def fast_asinh(x: torch.Tensor) -> torch.Tensor:
-    """asinh(x) as sign(x) log(|x| + sqrt(x^2 + 1)): about 2x faster than ``torch.asinh`` on CPU.
+def fast_asinh(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """asinh(x) as sign(x) (log((|x| + sqrt(x^2 + 1)) / 2) + log 2), several times faster than
+    ``torch.asinh`` on CPU (which is not vectorised there); ``out`` may be ``x`` itself.
 
-    Absolute error is float32 rounding (~1e-7) everywhere; above |x| = 1e18, where x^2 overflows,
-    asinh(x) = sign(x) (log|x| + log 2) to float32 precision.
+    The error is float32 rounding (~1e-7 relative, at least ~1e-7 absolute near 0), like
+    ``torch.asinh``'s. ``hypot`` and the halved sum never overflow, so the formula holds up to the
+    largest float32 (3.4e38). Two temporaries, the rest in place: at batch sizes, allocating and
+    filling fresh memory costs about as much as the arithmetic.
     """
     a = x.abs()
-    out = torch.log(a + torch.sqrt(a * a + 1.0))
-    out = torch.where(a > 1e18, torch.log(a) + math.log(2.0), out)
-    return torch.copysign(out, x)
+    root = torch.hypot(a, torch.ones((), dtype=x.dtype, device=x.device))
+    a.mul_(0.5).add_(root, alpha=0.5).log_().add_(math.log(2.0))  # inf stays inf
+    return torch.copysign(a, x, out=out)
