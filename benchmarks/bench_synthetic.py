@@ -65,7 +65,7 @@ def test_ours_bulge_disk_like_for_like(benchmark) -> None:
 
     preset, pop, keep = _bulge_disk(N_GALAXIES, seed=0)
     c = pop.components
-    renderer = synthetic._renderer(preset)
+    renderer = synthetic._renderer(preset, "cpu")
     chunks = []
     for a in range(0, N_GALAXIES, synthetic.CHUNK_SIZE):
         sel = keep[(c.owner[keep] >= a) & (c.owner[keep] < a + synthetic.CHUNK_SIZE)]

@@ -153,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--preset", default="sdss")
     gen.add_argument("--n", type=int, required=True)
     gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--workers", type=int)
+    gen.add_argument("--workers", type=int, help="worker threads (default: all cores; never changes the data)")
+    gen.add_argument("--device", default="cpu", help="render on 'cpu' (the reference) or a GPU, e.g. 'cuda' "
+                     "(rounds differently: recorded in the manifest as another dataset)")
     gen.add_argument("--out", required=True)
     show = dsub.add_parser("show", help="PNG grid of cutouts and plots of the physical relations")
     show.add_argument("path")
@@ -348,7 +350,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
         with Progress() as progress:
             bar = progress.add_task(f"simulating {args.n} galaxies ({args.preset})", total=args.n)
             path = generate_to_disk(args.preset, args.n, args.seed, args.out, workers=args.workers,
-                                    progress=lambda done, total: progress.update(bar, completed=done))
+                                    progress=lambda done, total: progress.update(bar, completed=done), device=args.device)
         print(f"wrote {path}")
         return EXIT_OK
     if args.data_command == "show":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -195,3 +196,28 @@ def test_generate_to_disk_in_shards_matches_in_memory(tmp_path, monkeypatch) -> 
     assert np.array_equal(loaded.image, direct.image) and np.array_equal(loaded.mask, direct.mask)
     assert loaded.manifest["content_hash"] == direct.content_hash() == loaded.content_hash()
     assert calls[-1] == (150, 150) and [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_cpu_rendering_is_the_reference_dataset() -> None:
+    default, cpu = generate("sdss", 64, seed=2, workers=1), generate("sdss", 64, seed=2, workers=2, device="cpu")
+    assert default.content_hash() == cpu.content_hash()
+    assert "render_device" not in cpu.manifest
+    assert SyntheticSurvey(device="cpu").cache_key() == SyntheticSurvey().cache_key()
+
+
+def test_bad_or_missing_render_device_is_named() -> None:
+    with pytest.raises(ValueError, match="device must be a torch device"):
+        SyntheticSurvey(device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device='cuda': no CUDA GPU"):
+            generate("sdss", 8, device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_rendering_matches_the_cpu_within_rounding() -> None:
+    cpu, gpu = generate("sdss", 128, seed=4, workers=1), generate("sdss", 128, seed=4, device="cuda")
+    assert gpu.manifest["render_device"] == "cuda"
+    assert SyntheticSurvey(device="cuda").cache_key() != SyntheticSurvey().cache_key()
+    assert np.array_equal(cpu.mask, gpu.mask)
+    scale = np.abs(cpu.image).max(axis=(2, 3), keepdims=True)
+    assert np.max(np.abs(cpu.image - gpu.image) / scale) < 1e-4

@@ -1,7 +1,7 @@
 """The embedded simulated survey, registered as the dataset ``synthetic``.
 
 ``generate(preset, n, seed)`` draws a magnitude-limited galaxy population (plus nearby dwarfs and
-their compact background look-alikes), renders bulge + disk Sersic scenes with arms, bars, knots,
+their background look-alikes), renders bulge + disk Sersic scenes with arms, bars, knots,
 companions, neighbours and field stars through a per-band Moffat PSF, applies Galactic extinction,
 adds sky + source noise and flags invalid pixels. Images are sky-subtracted nanomaggies (zero point
 22.5). Noise is Gaussian with the Poisson variance (sky + source) / gain, which is what Poisson
@@ -39,14 +39,26 @@ MAX_IN_MEMORY = 8192  # generate() refuses more: use generate_to_disk
 Progress = Callable[[int, int], None]
 
 
-def _check_params(preset: str, n: int, seed: int, workers: int | None) -> SurveyPreset:
+def _check_params(preset: str, n: int, seed: int, workers: int | None, device: str = "cpu") -> SurveyPreset:
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise ValueError(f"parameter n must be a positive integer, got {n!r}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"parameter seed must be a non-negative integer, got {seed!r}")
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ValueError(f"parameter workers must be a positive integer or None, got {workers!r}")
+    _check_device(device)
     return get_preset(preset)
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"parameter device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from error
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"parameter device={device!r}: no CUDA GPU is available here (render on 'cpu')")
 
 
 def object_ids(preset: str, seed: int, start: int, stop: int, n_total: int) -> np.ndarray:
@@ -114,7 +126,8 @@ def _labels(preset: SurveyPreset, pop: Population) -> dict[str, np.ndarray]:
     return labels
 
 
-def _generate_chunk(preset_name: str, seed: int, start: int, stop: int, n_total: int, bad_pixels: bool) -> SurveyData:
+def _generate_chunk(preset_name: str, seed: int, start: int, stop: int, n_total: int, bad_pixels: bool,
+                    device: str) -> SurveyData:
     import torch
 
     preset = get_preset(preset_name)
@@ -122,7 +135,7 @@ def _generate_chunk(preset_name: str, seed: int, start: int, stop: int, n_total:
     uniforms, noise = _object_draws(seed, start, stop, shape)
     pop = sample_population(preset, uniforms)
     # torch runs single-threaded here (see _generation): bit-identical results in any worker layout
-    model = _renderer(preset).render(stop - start, pop.components, pop.arms, pop.psf_fwhm / preset.pixel_scale)
+    model = _renderer(preset, device).render(stop - start, pop.components, pop.arms, pop.psf_fwhm / preset.pixel_scale)
     per_band = lambda a: torch.as_tensor(a, dtype=torch.float32)[:, :, None, None]  # noqa: E731
     model_t = torch.from_numpy(model)
     variance = model_t.clamp(min=0).add_(per_band(pop.sky)).div_(per_band(pop.gain))
@@ -139,15 +152,16 @@ def _generate_chunk(preset_name: str, seed: int, start: int, stop: int, n_total:
     )
 
 
-_RENDERERS: dict[str, Any] = {}
+_RENDERERS: dict[tuple[str, str], Any] = {}
 
 
-def _renderer(preset: SurveyPreset):
+def _renderer(preset: SurveyPreset, device: str):
     from astrobench.datasets.sim.render import Renderer
 
-    if preset.name not in _RENDERERS:
-        _RENDERERS[preset.name] = Renderer(preset.stamp, preset.moffat_beta)
-    return _RENDERERS[preset.name]
+    key = (preset.name, device)
+    if key not in _RENDERERS:
+        _RENDERERS[key] = Renderer(preset.stamp, preset.moffat_beta, device)
+    return _RENDERERS[key]
 
 
 _PIXELS = ("image", "mask", "ivar")  # the bulk of the data: copied once, into arrays allocated once
@@ -169,13 +183,13 @@ def _chunks(start: int, stop: int) -> list[tuple[int, int]]:
     return [(max(a, start), min(a + CHUNK_SIZE, stop)) for a in edges]
 
 
-def _generate_range(preset: str, seed: int, start: int, stop: int, n_total: int, bad_pixels: bool,
+def _generate_range(preset: str, seed: int, start: int, stop: int, n_total: int, bad_pixels: bool, device: str,
                     pool: concurrent.futures.Executor | None, on_chunk: Callable[[int], None]) -> SurveyData:
     ranges = _chunks(start, stop)
     if pool is None:
-        results = (_generate_chunk(preset, seed, a, b, n_total, bad_pixels) for a, b in ranges)
+        results = (_generate_chunk(preset, seed, a, b, n_total, bad_pixels, device) for a, b in ranges)
     else:
-        futures = [pool.submit(_generate_chunk, preset, seed, a, b, n_total, bad_pixels) for a, b in ranges]
+        futures = [pool.submit(_generate_chunk, preset, seed, a, b, n_total, bad_pixels, device) for a, b in ranges]
         results = (future.result() for future in futures)
     parts: list[SurveyData] = []
     pixels: dict[str, np.ndarray] = {}
@@ -198,18 +212,28 @@ def _pool(workers: int | None, n_chunks: int) -> concurrent.futures.Executor | N
     return concurrent.futures.ThreadPoolExecutor(workers) if workers > 1 else None
 
 
-def generation_manifest(preset: str, n: int, seed: int, bad_pixels: bool) -> dict[str, Any]:
-    """What determines the data (everything except the number of workers)."""
-    return {
+def generation_manifest(preset: str, n: int, seed: int, bad_pixels: bool, device: str = "cpu") -> dict[str, Any]:
+    """What determines the data (everything except the number of workers).
+
+    The CPU rendering is the reference; another device rounds differently, so its data are another
+    dataset (named by ``render_device``, with its own cache and results).
+    """
+    manifest = {
         "dataset": "synthetic", "generator_version": GENERATOR_VERSION, "preset": preset, "n": n, "seed": seed,
         "bad_pixels": bad_pixels, "morphology_classes": list(MORPHOLOGY_CLASSES),
         "pixel_scale": get_preset(preset).pixel_scale, "image_units": "nanomaggies (AB zero point 22.5)",
     }
+    if device != "cpu":
+        manifest["render_device"] = device
+    return manifest
 
 
 @contextlib.contextmanager
-def _generation(workers: int | None, n: int, progress: Progress | None):
-    """The worker pool (None: this process) and a per-chunk callback that reports progress."""
+def _generation(workers: int | None, n: int, progress: Progress | None, device: str):
+    """The worker pool (None: this thread) and a per-chunk callback that reports progress.
+
+    On a GPU the chunks run one after another: the device, not the host threads, does the work.
+    """
     done = 0
 
     def on_chunk(count: int) -> None:
@@ -222,7 +246,7 @@ def _generation(workers: int | None, n: int, progress: Progress | None):
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one intra-op thread per chunk: the same bits whatever the workers
-    pool = _pool(workers, len(_chunks(0, n)))
+    pool = _pool(workers, len(_chunks(0, n))) if device == "cpu" else None
     try:
         yield pool, on_chunk
     finally:
@@ -232,33 +256,37 @@ def _generation(workers: int | None, n: int, progress: Progress | None):
 
 
 def generate(preset: str = "sdss", n: int = 4000, seed: int = 0, workers: int | None = None,
-             progress: Progress | None = None, bad_pixels: bool = True) -> SurveyData:
-    """Simulate ``n`` objects in memory (at most ``MAX_IN_MEMORY``; use ``generate_to_disk`` beyond)."""
-    survey = _check_params(preset, n, seed, workers)
+             progress: Progress | None = None, bad_pixels: bool = True, device: str = "cpu") -> SurveyData:
+    """Simulate ``n`` objects in memory (at most ``MAX_IN_MEMORY``; use ``generate_to_disk`` beyond).
+
+    ``device``: where the scenes are rendered ('cpu', the reference, or a GPU such as 'cuda').
+    """
+    survey = _check_params(preset, n, seed, workers, device)
     if n > MAX_IN_MEMORY:
         raise ValueError(f"parameter n={n} is more than generate() holds in memory ({MAX_IN_MEMORY}); use generate_to_disk")
-    with _generation(workers, n, progress) as (pool, on_chunk):
-        data = _generate_range(survey.name, seed, 0, n, n, bad_pixels, pool, on_chunk)
-    data.manifest = generation_manifest(survey.name, n, seed, bad_pixels)
+    with _generation(workers, n, progress, device) as (pool, on_chunk):
+        data = _generate_range(survey.name, seed, 0, n, n, bad_pixels, device, pool, on_chunk)
+    data.manifest = generation_manifest(survey.name, n, seed, bad_pixels, device)
     data.origin = f"<synthetic {survey.name} n={n} seed={seed}>"
     return data.validate()
 
 
 def generate_to_disk(preset: str, n: int, seed: int, out: str | os.PathLike, workers: int | None = None,
-                     progress: Progress | None = None, bad_pixels: bool = True) -> Path:
+                     progress: Progress | None = None, bad_pixels: bool = True, device: str = "cpu") -> Path:
     """Simulate and save to ``out`` (a ``SurveyData`` folder), holding at most ``SHARD_SIZE`` objects."""
-    survey = _check_params(preset, n, seed, workers)
+    survey = _check_params(preset, n, seed, workers, device)
     out = Path(out)
-    manifest = generation_manifest(survey.name, n, seed, bad_pixels)
+    manifest = generation_manifest(survey.name, n, seed, bad_pixels, device)
     if n <= SHARD_SIZE:
-        return generate(survey.name, n, seed, workers, progress, bad_pixels).save(out, manifest=manifest)
+        return generate(survey.name, n, seed, workers, progress, bad_pixels, device).save(out, manifest=manifest)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.shards-", dir=out.parent))
     try:
-        with _generation(workers, n, progress) as (pool, on_chunk):
+        with _generation(workers, n, progress, device) as (pool, on_chunk):
             shards = []
             for start in range(0, n, SHARD_SIZE):
-                part = _generate_range(survey.name, seed, start, min(start + SHARD_SIZE, n), n, bad_pixels, pool, on_chunk)
+                part = _generate_range(survey.name, seed, start, min(start + SHARD_SIZE, n), n, bad_pixels, device, pool,
+                                       on_chunk)
                 part.origin = f"<synthetic shard {start}>"
                 shards.append(part.validate().save(work / f"shard-{start:09d}"))
                 del part
@@ -314,19 +342,21 @@ def _streaming_content_hash(tables: list, manifest: dict[str, Any], n: int) -> s
 class SyntheticSurvey(DataSource):
     """The embedded simulated survey (no download). Presets: ``sdss`` (default), ``decals``, ``unions``.
 
-    Parameters: ``preset`` survey preset; ``n`` number of objects; ``seed``; ``workers`` processes
-    (None: all cores; never changes the data); ``bad_pixels`` flag saturated pixels and bad columns.
+    Parameters: ``preset`` survey preset; ``n`` number of objects; ``seed``; ``workers`` threads
+    (None: all cores; never changes the data); ``bad_pixels`` flag saturated pixels and bad columns;
+    ``device`` renders on 'cpu' (the reference) or a GPU ('cuda': another dataset, rounded differently).
     """
 
     profiles = {"smoke": {"n": 512}, "quick": {"n": 6000}, "paper": {"n": 200_000}}
 
     def __init__(self, preset: str = "sdss", n: int = 4000, seed: int = 0, workers: int | None = None,
-                 bad_pixels: bool = True):
-        _check_params(preset, n, seed, workers)
+                 bad_pixels: bool = True, device: str = "cpu"):
+        _check_params(preset, n, seed, workers, device)
         self.preset, self.n, self.seed, self.workers, self.bad_pixels = preset, int(n), int(seed), workers, bool(bad_pixels)
+        self.device = device
 
     def cache_key(self) -> str:
-        params = generation_manifest(self.preset, self.n, self.seed, self.bad_pixels)
+        params = generation_manifest(self.preset, self.n, self.seed, self.bad_pixels, self.device)
         return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 
     def cache_path(self, cache_dir: str | os.PathLike) -> Path:
@@ -336,7 +366,7 @@ class SyntheticSurvey(DataSource):
         """Generate once into ``cache_dir/data/synthetic-<hash>``; later calls read that folder."""
         path = self.cache_path(cache_dir)
         if not (path / MANIFEST_NAME).is_file():
-            generate_to_disk(self.preset, self.n, self.seed, path, self.workers, progress, self.bad_pixels)
+            generate_to_disk(self.preset, self.n, self.seed, path, self.workers, progress, self.bad_pixels, self.device)
         return SurveyData.load(path)
 
 

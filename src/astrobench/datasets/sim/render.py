@@ -1,4 +1,5 @@
-"""Batched rendering of PSF-convolved, pixel-integrated galaxy scenes in Fourier space (torch, CPU).
+"""Batched rendering of PSF-convolved, pixel-integrated galaxy scenes in Fourier space (torch, on
+the CPU or a GPU).
 
 Every smooth component is an elliptical Sersic profile. Its 2D Fourier transform is a 1D function
 of kappa = |A^T k| r_e (tabulated once per Sersic index), so drawing a component costs one table
@@ -81,7 +82,7 @@ def _interp_log(rows: torch.Tensor, log_grid: tuple[float, float], log_x: torch.
     One grid_sample pass does the clamp, the gather and the interpolation.
     """
     lo, hi = log_grid
-    grid = torch.zeros((*log_x.shape[:-1], 1, log_x.shape[-1], 2), dtype=torch.float32)
+    grid = torch.zeros((*log_x.shape[:-1], 1, log_x.shape[-1], 2), dtype=torch.float32, device=log_x.device)
     torch.sub(log_x, 0.5 * (lo + hi), out=grid[..., 0, :, 0]).mul_(2.0 / (hi - lo))
     values = torch.nn.functional.grid_sample(rows[:, None, None, :], grid, mode="bilinear", padding_mode="border",
                                              align_corners=True)
@@ -95,7 +96,7 @@ def _per_scene_sum(scene_hat: torch.Tensor, owner: np.ndarray, flux: np.ndarray,
     every component with every band are never materialised.
     """
     comp = torch.view_as_real(comp_hat).reshape(len(owner), -1)
-    flux_t = torch.as_tensor(np.asarray(flux, dtype=np.float32)).T
+    flux_t = torch.as_tensor(np.asarray(flux, dtype=np.float32), device=comp_hat.device).T
     out = torch.view_as_real(scene_hat).reshape(scene_hat.shape[0], scene_hat.shape[1], -1)
     edges = np.flatnonzero(np.diff(owner)) + 1
     for a, b in zip(np.r_[0, edges], np.r_[edges, len(owner)]):
@@ -103,9 +104,11 @@ def _per_scene_sum(scene_hat: torch.Tensor, owner: np.ndarray, flux: np.ndarray,
 
 
 class Renderer:
-    """Draws noiseless scenes: ``render(n_scenes, components, arms, psf_fwhm_px) -> (N, C, H, W)``."""
+    """Draws noiseless scenes: ``render(n_scenes, components, arms, psf_fwhm_px) -> (N, C, H, W)``
+    NumPy float32, computed on ``device`` (the same pixels on any device, up to float rounding)."""
 
-    def __init__(self, stamp: int, moffat_beta: float):
+    def __init__(self, stamp: int, moffat_beta: float, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
         self.stamp = stamp
         self.size = stamp + 2 * PAD
         self.beta = moffat_beta
@@ -128,10 +131,15 @@ class Renderer:
         self.log_2pi_k = torch.log(2 * math.pi * torch.sqrt(k_sq.to(torch.float64)) / self.size).to(torch.float32)
         coords = torch.arange(stamp, dtype=torch.float32)
         self.grid_y, self.grid_x = torch.meshgrid(coords, coords, indexing="ij")
+        for name in ("sersic_ft", "moffat_ft", "fy", "fx", "fxfy", "sinc_y", "sinc_x", "k_index", "log_2pi_k", "grid_y", "grid_x"):
+            setattr(self, name, getattr(self, name).to(self.device))
+
+    def _tensor(self, values, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(values), dtype=dtype, device=self.device)
 
     def render(self, n_scenes: int, comps: Components, arms: ArmModulations | None, psf_fwhm_px: np.ndarray) -> np.ndarray:
         n_bands = comps.flux.shape[1]
-        scene_hat = torch.zeros((n_scenes, n_bands, self.fx.shape[0], self.size), dtype=torch.complex64)
+        scene_hat = torch.zeros((n_scenes, n_bands, self.fx.shape[0], self.size), dtype=torch.complex64, device=self.device)
         self._add_components(scene_hat, comps)
         if arms is not None and len(arms.owner):
             self._add_arms(scene_hat, arms)
@@ -139,7 +147,7 @@ class Renderer:
         # irfft2 in two passes, keeping only the stamp's rows (y) before the second
         cols = torch.fft.ifft(scene_hat, dim=-1)[..., PAD : PAD + self.stamp]
         image = torch.fft.irfft(cols, n=self.size, dim=-2)[..., PAD : PAD + self.stamp, :]  # (x, y)
-        return image.transpose(-1, -2).contiguous().numpy()
+        return image.transpose(-1, -2).contiguous().cpu().numpy()
 
     def _add_components(self, scene_hat: torch.Tensor, comps: Components) -> None:
         # ellipse: kappa^2 = r_e^2 |A^T k|^2 = a fx^2 + b fx fy + c fy^2
@@ -153,7 +161,7 @@ class Renderer:
             idx = np.flatnonzero(group)
             if len(idx):
                 idx = idx[np.argsort(comps.owner[idx], kind="stable")]
-                comp_hat = self._transform(comps, idx, torch.as_tensor(quad[idx]), kind)
+                comp_hat = self._transform(comps, idx, self._tensor(quad[idx], torch.float64), kind)
                 _per_scene_sum(scene_hat, comps.owner[idx], comps.flux[idx], comp_hat)
 
     def _transform(self, comps: Components, idx: np.ndarray, quad: torch.Tensor, kind: str) -> torch.Tensor:
@@ -164,7 +172,7 @@ class Renderer:
         """
         a, b, c = quad[:, 0:1], quad[:, 1:2], quad[:, 2:3]
         g = math.pi**2 / math.log(2.0)  # Gaussian transform exp(-g kappa^2): sigma = r_e / sqrt(2 ln 2)
-        centre = lambda v: torch.as_tensor(np.asarray(v, dtype=np.float64)[idx] + PAD)[:, None]  # noqa: E731
+        centre = lambda v: self._tensor(np.asarray(v, dtype=np.float64)[idx] + PAD, torch.float64)[:, None]  # noqa: E731
         fy_part = torch.polar(self.sinc_y.expand(len(idx), -1), centre(comps.y) * self.fy * (-2 * math.pi))
         fx_part = torch.polar(self.sinc_x.expand(len(idx), -1), centre(comps.x) * self.fx * (-2 * math.pi))
         if kind == "round":
@@ -177,7 +185,7 @@ class Renderer:
         if kind == "gaussian":
             profile = kappa_sq.mul_(-g).exp_()
         else:
-            rows = self.sersic_ft[torch.as_tensor(comps.sersic_row[idx], dtype=torch.int64)]
+            rows = self.sersic_ft[self._tensor(comps.sersic_row[idx], torch.int64)]
             profile = _interp_log(rows, self.sersic_log_kappa_sq, kappa_sq.log_())  # log(0) = -inf: the k = 0 value
         comp_hat *= profile.to(torch.complex64).view(comp_hat.shape)  # complex x complex: vectorised
         return comp_hat
@@ -190,7 +198,7 @@ class Renderer:
 
     def _add_arms(self, scene_hat: torch.Tensor, arms: ArmModulations) -> None:
         order = np.argsort(arms.owner, kind="stable")
-        t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32)[order])[:, None, None]  # noqa: E731
+        t = lambda a: self._tensor(np.asarray(a, dtype=np.float32)[order])[:, None, None]  # noqa: E731
         dx, dy = self.grid_x - t(arms.x), self.grid_y - t(arms.y)
         cos, sin = torch.cos(t(arms.angle)), torch.sin(t(arms.angle))
         u = cos * dx + sin * dy
@@ -213,7 +221,7 @@ class Renderer:
 
         Complex, though real: complex x complex products are vectorised, complex x real are not.
         """
-        log_alpha = torch.as_tensor(np.log(moffat_alpha(psf_fwhm_px, self.beta)), dtype=torch.float32)
+        log_alpha = self._tensor(np.log(moffat_alpha(psf_fwhm_px, self.beta)))
         log_u = (log_alpha[..., None] + self.log_2pi_k).reshape(1, -1)
         radial = _interp_log(self.moffat_ft, self.moffat_log_u, log_u).reshape(*log_alpha.shape, -1)
         return radial.to(torch.complex64).index_select(-1, self.k_index).reshape(*log_alpha.shape, -1, self.size)
