@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from astrobench.allocator import reuse_freed_memory
+
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
@@ -168,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    reuse_freed_memory()  # this process trains and augments: keep big freed blocks for the next batch
     args = parser.parse_args(argv)
     args.argv = argv
     if args.version:

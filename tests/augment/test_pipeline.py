@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from astrobench.augment import functional as AF
 from astrobench.augment import ops
@@ -35,20 +34,20 @@ def flux_batch(size: int = 6, side: int = 48, seed: int = 0) -> dict:
 NORMALIZER = Normalizer(BANDS, (0.01,) * 5)
 
 
-def count_grid_samples(monkeypatch) -> list[int]:
+def count_resamplings(monkeypatch) -> list[int]:
     calls: list[int] = []
-    original = F.grid_sample
+    original = AF.resample
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(F, "grid_sample", counting)
+    monkeypatch.setattr(AF, "resample", counting)
     return calls
 
 
-def test_rotation_jitter_and_flip_cost_a_single_grid_sample(monkeypatch):
-    calls = count_grid_samples(monkeypatch)
+def test_rotation_jitter_and_flip_cost_a_single_resampling(monkeypatch):
+    calls = count_resamplings(monkeypatch)
     views = ViewPipeline(["RR", "GN", "JC", "GR", "PS", "FL"], None, NORMALIZER, 32)
     out = views(flux_batch(), torch.Generator().manual_seed(0))
     assert len(calls) == 1

@@ -139,8 +139,9 @@ def resample(
     """Bilinear resampling of a batch through per-image sampling matrices, in one ``grid_sample``.
 
     ``matrix`` (B, 3, 3) maps output offsets to input offsets in pixels (see :func:`sampling_matrix`);
-    ``out_size`` is (height, width) of the output, centred like the input. Image and ``ivar`` (if
-    given) travel through a single ``grid_sample`` call. The mask uses the *any-invalid* rule: an
+    ``out_size`` is (height, width) of the output, centred like the input. On CPU one compiled
+    pass (``cpu_kernels.resample``) does it all; elsewhere image and ``ivar`` travel through a single
+    ``grid_sample`` call (:func:`resample_grid_sample`). The mask uses the *any-invalid* rule: an
     output pixel is invalid in band ``b`` when a row or column of its bilinear footprint that
     carries more than ``RESAMPLE_WEIGHT_TOLERANCE`` of the weight lies outside the image or holds
     a pixel invalid in ``b``. Invalid output pixels hold 0 in image and ivar. ``ivar`` is
@@ -153,6 +154,26 @@ def resample(
     matrix = matrix.to(device=image.device, dtype=torch.float32)
     if extra is not None:
         matrix = matrix @ translation_matrix(extra.to(image.device))
+    if mask is not None and not any_true(mask):
+        mask = None  # nothing invalid inside (the usual case): only the borders matter (one sync)
+    if image.device.type == "cpu" and image.dtype in (torch.float32, torch.float64):
+        from astrobench.augment import cpu_kernels  # one pass, no grid in memory: faster than grid_sample
+
+        return cpu_kernels.resample(image, matrix, (out_h, out_w), mask, ivar, RESAMPLE_WEIGHT_TOLERANCE)
+    return resample_grid_sample(image, matrix, (out_h, out_w), mask, ivar)
+
+
+def resample_grid_sample(
+    image: torch.Tensor,
+    matrix: torch.Tensor,
+    out_size: tuple[int, int],
+    mask: torch.Tensor | None = None,
+    ivar: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """:func:`resample` with ``grid_sample``, on any device (the CPU kernel is tested against it);
+    ``matrix`` includes any extra offset, ``mask`` is None or holds an invalid pixel."""
+    batch, channels, height, width = image.shape
+    out_h, out_w = out_size
     # grid_sample works in normalised coordinates (align_corners=False): g = 2 x / W for inputs and
     # u = v * W_out / 2 for outputs, so theta = diag(2/W, 2/H) S diag(W_out/2, H_out/2).
     in_scale = torch.tensor([2.0 / width, 2.0 / height], device=image.device)
@@ -174,8 +195,6 @@ def resample(
     # |g| > (W - 1 + 2 tol) / W (the same test on the grid, without building px and py).
     tol = RESAMPLE_WEIGHT_TOLERANCE
     outside = (grid[..., 0].abs() > (width - 1 + 2 * tol) / width) | (grid[..., 1].abs() > (height - 1 + 2 * tol) / height)
-    if mask is not None and not any_true(mask):
-        mask = None  # nothing invalid inside (the usual case): only the borders matter (one sync)
     if mask is None:
         out_mask = outside.unsqueeze(1).expand(batch, channels, out_h, out_w)
     else:
@@ -258,25 +277,42 @@ def blur_radius(sigma_pix_max: float) -> int:
 
 
 def gaussian_blur_fwhm(image: torch.Tensor, fwhm_pix: torch.Tensor, radius: int | None = None) -> torch.Tensor:
-    """Convolve each image with a circular Gaussian of FWHM ``fwhm_pix`` (pixels).
+    """A new batch with each image convolved with a circular Gaussian of FWHM ``fwhm_pix`` (pixels).
 
-    ``fwhm_pix`` is (B,) (one width per image) or (B, C) (per band). Separable, one grouped
-    convolution per axis with a kernel per image and band; zero padding (sky-subtracted images
-    have a sky level of 0), so flux within ``radius`` of the border partly leaves the image.
+    ``fwhm_pix`` is (B,) (one width per image) or (B, C) (per band); planes with a FWHM of 0 are
+    copied unchanged. Separable, with zero padding (sky-subtracted images have a sky level of 0),
+    so flux within ``radius`` of the border partly leaves the image. On CPU a compiled kernel
+    (``cpu_kernels.gaussian_blur``) runs both passes per plane; elsewhere each axis is a batched
+    matrix product with a banded (Toeplitz) matrix holding the 1-D kernel, ``T_H x T_W^T``, which
+    for stamps runs several times faster than a grouped convolution with a kernel per plane.
     ``radius`` defaults to :func:`blur_radius` of the widest kernel (one host sync).
     """
     batch, channels, height, width = image.shape
     fwhm = fwhm_pix.to(device=image.device, dtype=torch.float32)
-    fwhm = fwhm.view(batch, 1).expand(batch, channels) if fwhm.dim() == 1 else fwhm
-    sigma = (fwhm / FWHM_PER_SIGMA).reshape(-1)
+    sigma = (fwhm.view(batch, 1) if fwhm.dim() == 1 else fwhm) / FWHM_PER_SIGMA  # (B, 1) or (B, C)
     if radius is None:
         radius = blur_radius(float(sigma.max()) if sigma.numel() else 0.0)
-    kernels = gaussian_kernels_1d(sigma, radius).to(image.dtype)  # (B*C, K)
-    size = 2 * radius + 1
-    flat = image.reshape(1, batch * channels, height, width)
-    flat = F.conv2d(flat, kernels.view(-1, 1, 1, size), padding=(0, radius), groups=batch * channels)
-    flat = F.conv2d(flat, kernels.view(-1, 1, size, 1), padding=(radius, 0), groups=batch * channels)
-    return flat.view(batch, channels, height, width)
+    # one kernel per distinct width: per image when the bands share it
+    kernels = gaussian_kernels_1d(sigma.reshape(-1), radius).view(batch, sigma.shape[1], -1).expand(batch, channels, -1)
+    sigma = sigma.expand(batch, channels)
+    if image.device.type == "cpu" and image.dtype == torch.float32:
+        from astrobench.augment import cpu_kernels
+
+        return cpu_kernels.gaussian_blur(image, kernels, sigma > 0)
+    blurred_images = (sigma > 0).any(dim=1).nonzero().squeeze(1)
+    kernels = kernels[blurred_images].to(image.dtype)
+    blurred = _banded(kernels, height, radius) @ image.index_select(0, blurred_images) @ _banded(kernels, width, radius).transpose(-1, -2)
+    return image.index_copy(0, blurred_images, blurred)
+
+
+def _banded(kernels: torch.Tensor, size: int, radius: int) -> torch.Tensor:
+    """(..., size, size) matrices ``T[i, j] = k[j - i + radius]`` (0 beyond the kernel): ``T @ v`` is
+    the zero-padded correlation of ``v`` with ``k`` (a convolution, for symmetric kernels)."""
+    offset = torch.arange(size, device=kernels.device)
+    taps = offset.view(1, -1) - offset.view(-1, 1) + radius  # j - i + radius
+    inside = (taps >= 0) & (taps <= 2 * radius)
+    band = kernels[..., taps.clamp(0, 2 * radius)]  # (..., size, size)
+    return band.masked_fill_(~inside, 0.0)
 
 
 def blur_variance_factor(fwhm_pix: torch.Tensor, radius: int) -> torch.Tensor:
@@ -320,25 +356,39 @@ def noise_sigma(
     ``1/sqrt(ivar)``, since the map is monotonic). Without it, or in a band with no such pixel:
     ``1.4826 * MAD`` of the valid pixels (robust to the galaxy, which covers few pixels). Medians
     use every ``stride``-th pixel: 1/4 of a 64x64 image estimates a level to ~4% at 1/4 the cost.
-    A band with no valid pixel at all gets 0 (nothing to add noise to).
+    Medians are lower medians (``torch.nanmedian``'s). A band with no valid pixel at all gets 0.
     """
     batch, channels = image.shape[:2]
+    if mask is not None and not any_true(mask):
+        mask = None  # the usual case: no validity test per pixel
     valid = None if mask is None else ~mask.reshape(batch, channels, -1)[..., ::stride]
-    nan = torch.tensor(float("nan"), dtype=image.dtype, device=image.device)
     if ivar is not None:
-        inverse_variance = ivar.reshape(batch, channels, -1)[..., ::stride]
-        usable = inverse_variance > 0 if valid is None else valid & (inverse_variance > 0)
-        median_ivar = torch.where(usable, inverse_variance, nan).nanmedian(dim=-1).values
+        median_ivar = masked_median(ivar.reshape(batch, channels, -1)[..., ::stride], valid, positive_only=True)
         sigma = torch.rsqrt(median_ivar)  # NaN where a band has no usable ivar
         if bool(torch.isfinite(sigma).all()):  # the common case: no MAD needed (one host sync)
             return sigma
     values = image.reshape(batch, channels, -1)[..., ::stride]
-    robust_values = values if valid is None else torch.where(valid, values, nan)
-    centre = robust_values.nanmedian(dim=-1, keepdim=True).values
-    mad_sigma = MAD_TO_SIGMA * (robust_values - centre).abs().nanmedian(dim=-1).values
+    centre = masked_median(values, valid).unsqueeze(-1)
+    mad_sigma = MAD_TO_SIGMA * masked_median((values - centre).abs(), valid)
     if ivar is not None:
         mad_sigma = torch.where(torch.isfinite(sigma), sigma, mad_sigma)
     return torch.nan_to_num(mad_sigma, nan=0.0)
+
+
+def masked_median(values: torch.Tensor, valid: torch.Tensor | None = None, positive_only: bool = False) -> torch.Tensor:
+    """Lower median along the last axis over the values that are not NaN, are ``valid`` (when
+    given) and, with ``positive_only``, are > 0; NaN where none is. On CPU one compiled pass
+    (``cpu_kernels.masked_median``, selection; torch's nanmedian sorts), elsewhere ``nanmedian``."""
+    if values.device.type == "cpu" and values.dtype == torch.float32 and values.shape[-1] > 0:
+        from astrobench.augment import cpu_kernels
+
+        return cpu_kernels.masked_median(values, valid, positive_only)
+    usable = ~torch.isnan(values)
+    if valid is not None:
+        usable &= valid
+    if positive_only:
+        usable &= values > 0
+    return torch.where(usable, values, torch.full((), float("nan"), dtype=values.dtype, device=values.device)).nanmedian(dim=-1).values
 
 
 def quadrature_difference(target_sigma: torch.Tensor, current_sigma: torch.Tensor) -> torch.Tensor:
@@ -351,12 +401,38 @@ def add_gaussian_noise(
     sigma_add: torch.Tensor,
     generator: torch.Generator | None = None,
     mask: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """``image + N(0, sigma_add[b, c]**2)`` per pixel; invalid pixels stay 0. ``sigma_add`` is (B, C)."""
-    noise = standard_normal(tuple(image.shape), generator, image.device).to(image.dtype)
+    ivar: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """New ``image + N(0, sigma_add[b, c]**2)`` per pixel and, when ``ivar`` is given, the new
+    inverse variance (:func:`add_variance_to_ivar`). ``sigma_add`` is (B, C); planes where it is 0
+    keep their pixels. Invalid pixels (``mask`` True) become 0.
+
+    On CPU both come from one compiled pass (``cpu_kernels``: a parallel ziggurat seeded per image
+    from ``generator``; eager ``torch.randn`` costs more there than the rest of the op); elsewhere
+    from ``torch.randn`` on the batch's device, drawn only for the images with noise to add.
+    """
+    if mask is not None and not any_true(mask):
+        mask = None
+    if image.device.type == "cpu" and image.dtype == torch.float32:
+        from astrobench.augment import cpu_kernels  # numba: compiled on first use
+
+        return cpu_kernels.add_gaussian_noise(image, sigma_add, integer_seeds(image.shape[0], generator), mask, ivar)
+    noisy_images = (sigma_add > 0).any(dim=1).nonzero().squeeze(1)
+    sigma = sigma_add.to(device=image.device, dtype=image.dtype)[noisy_images]
+    noise = standard_normal((noisy_images.numel(), *image.shape[1:]), generator, image.device).to(image.dtype)
     # the fresh noise tensor holds the result (same sum as image + noise * sigma, no temporaries)
-    noisy = noise.mul_(sigma_add.to(image.dtype).view(*sigma_add.shape, 1, 1)).add_(image)
-    return noisy.masked_fill_(mask, 0.0) if mask is not None and any_true(mask) else noisy
+    noisy = noise.mul_(sigma.view(*sigma.shape, 1, 1)).add_(image.index_select(0, noisy_images))
+    out = image.index_copy(0, noisy_images, noisy)
+    if mask is not None:
+        out.masked_fill_(mask, 0.0)
+    return out, (None if ivar is None else add_variance_to_ivar(ivar, sigma_add**2))
+
+
+def integer_seeds(count: int, generator: torch.Generator | None) -> torch.Tensor:
+    """(count,) int64 seeds on the CPU, drawn from ``generator`` (on any device) or the default one."""
+    source = generator.device if generator is not None else torch.device("cpu")
+    info = torch.iinfo(torch.int64)
+    return torch.randint(info.min, info.max, (count,), generator=generator, device=source, dtype=torch.int64).cpu()
 
 
 def add_variance_to_ivar(ivar: torch.Tensor, extra_variance: torch.Tensor) -> torch.Tensor:

@@ -202,14 +202,11 @@ class GaussianNoise(Augmentation):
         sigma_add = AF.quadrature_difference(factor * reference, current)
         sigma_add = torch.where(apply.unsqueeze(1), sigma_add, torch.zeros_like(sigma_add))
 
-        # only the chosen images draw noise: the Gaussian draw dominates the cost
-        chosen = apply.nonzero().squeeze(1)
-        sub_mask = mask[chosen] if mask is not None and AF.any_true(mask) else None
-        noisy = AF.add_gaussian_noise(image.index_select(0, chosen), sigma_add[chosen], generator, sub_mask)
         out = dict(batch)
-        out["image"] = image.index_copy(0, chosen, noisy)
+        # draws only where sigma_add > 0
+        out["image"], new_ivar = AF.add_gaussian_noise(image, sigma_add, generator, mask, ivar)
         if ivar is not None:
-            out["ivar"] = AF.add_variance_to_ivar(ivar, sigma_add**2)
+            out["ivar"] = new_ivar
         return out  # type: ignore[return-value]
 
 
@@ -287,15 +284,14 @@ class PSFSmoothing(Augmentation):
         extra_arcsec = torch.where(apply, extra_arcsec, torch.zeros_like(extra_arcsec))
         extra_pix = extra_arcsec / pixel_scale
 
-        chosen = apply.nonzero().squeeze(1)
         out = dict(batch)
-        if chosen.numel() > 0:
-            radius = AF.blur_radius(float(extra_pix[chosen].max()) / AF.FWHM_PER_SIGMA)
-            blurred = AF.gaussian_blur_fwhm(image.index_select(0, chosen), extra_pix[chosen], radius)
+        if bool(apply.any()):
+            radius = AF.blur_radius(float(extra_pix.max()) / AF.FWHM_PER_SIGMA)
+            blurred = AF.gaussian_blur_fwhm(image, extra_pix, radius)  # copies the images not chosen
             mask = batch.get("mask")
             if mask is not None and AF.any_true(mask):
-                blurred.masked_fill_(mask[chosen], 0.0)
-            out["image"] = image.index_copy(0, chosen, blurred)
+                blurred.masked_fill_(mask, 0.0)
+            out["image"] = blurred
             if batch.get("ivar") is not None:
                 variance_factor = AF.blur_variance_factor(extra_pix, radius).view(size, 1, 1, 1)
                 out["ivar"] = batch["ivar"] / variance_factor.to(batch["ivar"].dtype)
