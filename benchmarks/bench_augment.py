@@ -117,7 +117,7 @@ def test_augment_per_image_loop(benchmark, batch):
         synchronize()
         return outs
 
-    outs = benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
+    outs = benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
     assert len(outs) == BATCH
     record(benchmark, "loop", BATCH)
 
@@ -131,7 +131,7 @@ def test_augment_per_image_loop_without_normaliser(benchmark, batch):
         synchronize()
         return outs
 
-    benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
     record(benchmark, "loop_augment_only", BATCH)
 
 

@@ -136,7 +136,7 @@ def resample(
     ivar: torch.Tensor | None = None,
     extra: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Bilinear resampling of a batch through per-image sampling matrices, in one ``grid_sample``.
+    """Bilinear resampling of a batch through per-image sampling matrices, in one pass.
 
     ``matrix`` (B, 3, 3) maps output offsets to input offsets in pixels (see :func:`sampling_matrix`);
     ``out_size`` is (height, width) of the output, centred like the input. On CPU one compiled
