@@ -7,8 +7,8 @@ returns them on free, so every step touches new pages and takes a page fault per
 Raising the mmap and trim thresholds keeps such blocks on the heap, where the next step reuses
 them (the same reason PyTorch's CPU tuning guide suggests jemalloc or tcmalloc).
 
-The cost is that the process keeps its peak heap; the runner and the CLI, which own their
-processes, opt in by calling :func:`reuse_freed_memory`. Importing astrobench changes nothing.
+The cost is that the process keeps its peak heap; the ``astrobench`` command, which owns its
+process, opts in by calling :func:`reuse_freed_memory`. Importing astrobench changes nothing.
 """
 
 from __future__ import annotations

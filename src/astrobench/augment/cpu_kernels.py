@@ -60,6 +60,15 @@ def _ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return kn, wn, fn
 
 
+def _array(tensor: torch.Tensor | None, dtype: torch.dtype, ndim: int = 4) -> np.ndarray:
+    """``tensor`` as a contiguous array of ``dtype``, or a one-element stand-in when it is None: a
+    kernel takes every optional input as an array (with a flag saying whether it is real). An output
+    passed through here must already be contiguous with ``dtype``, so the array shares its memory."""
+    if tensor is None:
+        return np.zeros((1,) * ndim, dtype=torch.empty((), dtype=dtype).numpy().dtype)
+    return tensor.to(device="cpu", dtype=dtype).contiguous().numpy()
+
+
 _KN, _WN, _FN = _ziggurat_tables()
 
 
@@ -173,25 +182,23 @@ def add_gaussian_noise(
             f"add_gaussian_noise: sigma_add must be {(batch, channels)} and seeds {(batch,)}, "
             f"got {tuple(sigma_add.shape)} and {tuple(seeds.shape)}"
         )
-    image = image.contiguous()
-    out = torch.empty_like(image)
-    placeholder = torch.zeros((1, 1, 1, 1), dtype=torch.float32)
-    out_ivar = torch.empty_like(image) if ivar is not None else placeholder
+    out = torch.empty_like(image, memory_format=torch.contiguous_format)
+    out_ivar = torch.empty_like(out) if ivar is not None else None
     _add_noise_kernel(
-        image.numpy(),
-        sigma_add.detach().to(device="cpu", dtype=torch.float64).contiguous().numpy(),
-        seeds.to(device="cpu", dtype=torch.int64).contiguous().numpy().view(np.uint64),
-        (mask if mask is not None else torch.zeros((1, 1, 1, 1), dtype=torch.bool)).contiguous().numpy(),
+        _array(image, torch.float32),
+        _array(sigma_add.detach(), torch.float64, 2),
+        _array(seeds, torch.int64, 1).view(np.uint64),
+        _array(mask, torch.bool),
         mask is not None,
-        (ivar.to(torch.float32) if ivar is not None else placeholder).contiguous().numpy(),
+        _array(ivar, torch.float32),
         ivar is not None,
         out.numpy(),
-        out_ivar.numpy(),
+        _array(out_ivar, torch.float32),
         _KN,
         _WN,
         _FN,
     )
-    return out, (out_ivar if ivar is not None else None)
+    return out, out_ivar
 
 
 @numba.njit(parallel=True, cache=True)
@@ -250,9 +257,9 @@ def masked_median(values: torch.Tensor, valid: torch.Tensor | None = None, posit
         raise ValueError(f"masked_median runs on float32 CPU tensors, got {values.dtype} on {values.device}")
     length = values.shape[-1]
     flat = values.reshape(-1, length).contiguous()
-    keep = valid.reshape(-1, length).contiguous() if valid is not None else torch.zeros((1, 1), dtype=torch.bool)
+    keep = None if valid is None else valid.reshape(-1, length)
     out = torch.empty(flat.shape[0], dtype=values.dtype)
-    _masked_median_kernel(flat.numpy(), keep.numpy(), valid is not None, bool(positive_only), out.numpy())
+    _masked_median_kernel(flat.numpy(), _array(keep, torch.bool, 2), valid is not None, bool(positive_only), out.numpy())
     return out.view(values.shape[:-1])
 
 
@@ -346,33 +353,29 @@ def resample(
     """
     batch, channels, height, width = image.shape
     out_h, out_w = int(out_size[0]), int(out_size[1])
-    image = image.contiguous()
     out_image = torch.empty((batch, channels, out_h, out_w), dtype=image.dtype)
     outside = torch.empty((batch, out_h, out_w), dtype=torch.bool)
-    has_ivar = ivar is not None
-    ivar_in = ivar.to(image.dtype).contiguous() if has_ivar else torch.zeros((1, 1, 1, 1), dtype=image.dtype)
-    out_ivar = torch.empty_like(out_image) if has_ivar else torch.zeros((1, 1, 1, 1), dtype=image.dtype)
-    has_mask = mask is not None
-    invalid = mask.contiguous() if has_mask else torch.zeros((1, 1, 1, 1), dtype=torch.bool)
-    out_invalid = torch.empty((batch, channels, out_h, out_w), dtype=torch.bool) if has_mask else torch.zeros((1, 1, 1, 1), dtype=torch.bool)
+    has_ivar, has_mask = ivar is not None, mask is not None
+    out_ivar = torch.empty_like(out_image) if has_ivar else None
+    out_invalid = torch.empty((batch, channels, out_h, out_w), dtype=torch.bool) if has_mask else None
     _resample_kernel(
-        image.numpy(),
-        ivar_in.numpy(),
+        _array(image, image.dtype),
+        _array(ivar, image.dtype),
         has_ivar,
-        invalid.numpy(),
+        _array(mask, torch.bool),
         has_mask,
-        matrix.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy(),
+        _array(matrix.detach(), torch.float32, 3),
         float(tolerance),
         out_image.numpy(),
-        out_ivar.numpy(),
-        out_invalid.numpy(),
+        _array(out_ivar, image.dtype),
+        _array(out_invalid, torch.bool),
         outside.numpy(),
     )
     if has_mask:
         out_mask = out_invalid | outside.unsqueeze(1)
     else:
         out_mask = outside.unsqueeze(1).expand(batch, channels, out_h, out_w)
-    return out_image, out_mask, (out_ivar if has_ivar else None)
+    return out_image, out_mask, out_ivar
 
 
 @numba.njit(parallel=True, cache=True, fastmath=_FAST)
@@ -421,9 +424,9 @@ def gaussian_blur(image: torch.Tensor, kernels: torch.Tensor, blur: torch.Tensor
         raise ValueError(f"gaussian_blur: kernels must be ({batch}, {channels}, odd length), got {tuple(kernels.shape)}")
     out = torch.empty_like(image, memory_format=torch.contiguous_format)
     _blur_kernel(
-        image.contiguous().numpy(),
-        kernels.to(torch.float32).contiguous().numpy(),
-        blur.to(torch.bool).expand(batch, channels).contiguous().numpy(),
+        _array(image, torch.float32),
+        _array(kernels, torch.float32, 3),
+        _array(blur.expand(batch, channels), torch.bool, 2),
         out.numpy(),
     )
     return out
@@ -486,6 +489,5 @@ def scaled_asinh(image: torch.Tensor, scales: tuple[float, ...], mask: torch.Ten
         raise ValueError(f"scaled_asinh: {len(scales)} scales for {image.shape[1]} bands")
     out = torch.empty(image.shape, dtype=torch.float32)
     inverse = np.array([1.0 / s for s in scales], dtype=np.float64)
-    invalid = mask.contiguous() if mask is not None else torch.zeros((1, 1, 1, 1), dtype=torch.bool)
-    _asinh_kernel(image.contiguous().numpy(), inverse, invalid.numpy(), mask is not None, out.numpy())
+    _asinh_kernel(_array(image, torch.float32), inverse, _array(mask, torch.bool), mask is not None, out.numpy())
     return out

@@ -149,7 +149,6 @@ def resample(
     is an optional (B, 2) offset in output pixels added to ``u`` before the matrix (a crop window
     that is not centred). Returns ``(image, mask, ivar)``, ``ivar`` None when none was given.
     """
-    batch, channels, height, width = image.shape
     out_h, out_w = int(out_size[0]), int(out_size[1])
     matrix = matrix.to(device=image.device, dtype=torch.float32)
     if extra is not None:
