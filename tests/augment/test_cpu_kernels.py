@@ -117,6 +117,28 @@ def test_masked_median_is_torch_nanmedian_of_the_kept_values(length):
             assert torch.equal(K.masked_median(data, keep, positive).nan_to_num(99.0), expected.nan_to_num(99.0))
 
 
+
+def test_masked_median_of_long_rows_whose_sample_misleads():
+    # rows of >= 512 kept values are first bracketed with an evenly spaced sample of 128; these rows
+    # put the sample far from the median (or make it useless), so the full selection must answer
+    generator = torch.Generator().manual_seed(9)
+    length = 2048
+    base = torch.randn(length, generator=generator)
+    sampled = (torch.arange(128) * length) // 128  # the positions the kernel samples
+    rows = [base.sort().values, base.sort(descending=True).values, torch.zeros(length), base.round().clamp(-1, 1)]
+    outliers = base.clone()
+    outliers[sampled] = float("inf")  # every sampled key is the largest
+    rows.append(outliers)
+    lows = base.clone()
+    lows[sampled] = -1e30
+    rows.append(lows)
+    clustered = base.abs() + 1e3  # a cluster far from the sampled keys' spread
+    clustered[: length // 2 + 1] = 0.5
+    rows.append(clustered)
+    values = torch.stack(rows)
+    for keep in (None, torch.rand(values.shape, generator=generator) < 0.8):
+        assert torch.equal(K.masked_median(values, keep), torch_masked_median(values, keep, False))
+
 def test_masked_median_orders_signed_zeros_and_infinities_as_torch():
     values = torch.tensor([[-0.0, 0.0, 0.0], [0.0, -0.0, -0.0], [float("inf"), -float("inf"), 1.0], [-float("inf")] * 3])
     assert torch.equal(K.masked_median(values), values.nanmedian(dim=-1).values)

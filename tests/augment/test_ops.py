@@ -405,6 +405,18 @@ def test_noise_from_own_level_only():
         assert torch.allclose(pooled.std(dim=1), torch.full((5,), math.sqrt(3.0) * level), rtol=5 / math.sqrt(2 * n))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])  # the CPU kernel; the torch path
+def test_noise_without_its_ivar_update_draws_the_same_image(dtype):
+    # a pipeline that drops ivar after GN says so with keep_ivar=False: GN returns no ivar and the
+    # very same image (the update never changes the draws)
+    batch = pure_noise_batch(8, torch.full((8, 5), 0.4), side=16)
+    batch["image"], batch["ivar"] = batch["image"].to(dtype), batch["ivar"].to(dtype)
+    op = ops.GaussianNoise(p=0.8)
+    updated = op(batch, torch.Generator().manual_seed(46))
+    skipped = op({**batch, "keep_ivar": False}, torch.Generator().manual_seed(46))
+    assert "ivar" in updated and "ivar" not in skipped
+    assert torch.equal(updated["image"], skipped["image"]) and not torch.equal(updated["image"], batch["image"])
+
 def test_noise_keeps_invalid_pixels_zero():
     batch = pure_noise_batch(4, torch.full((4, 5), 1.0), side=16)
     batch["mask"][:, :, :4] = True

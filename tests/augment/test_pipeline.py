@@ -165,19 +165,24 @@ def test_masked_input_pixels_stay_invalid_through_the_pipeline():
 def test_views_drop_ivar_after_its_last_reader_without_changing_the_images(monkeypatch):
     batch = flux_batch()
     views = ViewPipeline(["RR", "GR", "GN", "PS", "JC"], {"GR": {"p": 1.0}, "PS": {"p": 1.0}}, NORMALIZER, 32)
-    seen: dict[str, bool] = {}
+    seen: dict[str, tuple[bool, bool]] = {}  # code -> (ivar given, its update wanted)
     for cls in (ops.GalacticReddening, ops.GaussianNoise, ops.PSFSmoothing):
         original = cls.__call__
 
         def spy(self, batch, generator=None, original=original):
-            seen[self.code] = "ivar" in batch
-            return original(self, batch, generator)
+            seen[self.code] = ("ivar" in batch, batch.get("keep_ivar", True))
+            out = original(self, batch, generator)
+            if self.code == "GN":
+                assert ("ivar" in out) == batch.get("keep_ivar", True)  # no update when none is wanted
+            return out
 
         monkeypatch.setattr(cls, "__call__", spy)
     kept = views.augment(batch, torch.Generator().manual_seed(2), keep_ivar=True)
-    assert seen == {"GR": True, "GN": True, "PS": True} and "ivar" in kept
+    assert seen == {"GR": (True, True), "GN": (True, True), "PS": (True, True)} and "ivar" in kept
     dropped = views.augment(batch, torch.Generator().manual_seed(2), keep_ivar=False)
-    assert seen == {"GR": True, "GN": True, "PS": False} and "ivar" not in dropped  # GN reads it last
+    # GN reads ivar last: it gets it, told that nobody needs its update; PS gets none
+    assert seen == {"GR": (True, True), "GN": (True, False), "PS": (False, True)}
+    assert "ivar" not in dropped and "keep_ivar" not in dropped
     assert torch.equal(kept["image"], dropped["image"]) and torch.equal(kept["mask"], dropped["mask"])
 
 

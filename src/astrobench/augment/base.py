@@ -18,6 +18,9 @@ class AugBatch(TypedDict, total=False):
     ebv: torch.Tensor  # (B,)
     pixel_scale: torch.Tensor  # (B,) arcsec / px
     bands: tuple[str, ...]
+    # set False by a pipeline when nothing after this op uses ivar: an op that reads ivar may then
+    # return none (skipping its update); absent means True
+    keep_ivar: bool
 
 
 class Augmentation(ABC):
@@ -32,7 +35,8 @@ class Augmentation(ABC):
     geometric: ClassVar[bool] = False
     needs_flux: ClassVar[bool] = False  # physically meaningless on RGB composites
     # whether the op's result depends on ``ivar`` (not merely updates it): a pipeline that does not
-    # return ivar drops it after the last op that reads it, sparing the updates nobody uses
+    # return ivar drops it after the last op that reads it, sparing the updates nobody uses, and
+    # tells that op with ``batch["keep_ivar"] = False``
     reads_ivar: ClassVar[bool] = True
 
     def __init__(self, p: float):

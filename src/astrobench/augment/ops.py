@@ -172,7 +172,8 @@ class GaussianNoise(Augmentation):
     3. a target total level ``f x s_jb`` with ``f ~ U[min_factor, max_factor]`` per band;
     4. add ``N(0, a^2)`` with ``a = sqrt(max(target^2 - s_ib^2, 0))`` (noise adds in quadrature,
        as in Stein et al. 2021: augment only by the difference in depth) and update
-       ``ivar <- 1 / (1/ivar + a^2)``.
+       ``ivar <- 1 / (1/ivar + a^2)`` (unless the batch says ``keep_ivar`` False: then no ivar is
+       returned).
 
     With one noise level across the batch this reduces to "total noise = U[1, 3] x own noise".
     Invalid pixels stay 0.
@@ -203,10 +204,13 @@ class GaussianNoise(Augmentation):
         sigma_add = torch.where(apply.unsqueeze(1), sigma_add, torch.zeros_like(sigma_add))
 
         out = dict(batch)
-        # draws only where sigma_add > 0
-        out["image"], new_ivar = AF.add_gaussian_noise(image, sigma_add, generator, mask, ivar)
-        if ivar is not None:
+        update_ivar = ivar is not None and batch.get("keep_ivar", True)
+        # draws only where sigma_add > 0; the same numbers with or without the ivar update
+        out["image"], new_ivar = AF.add_gaussian_noise(image, sigma_add, generator, mask, ivar if update_ivar else None)
+        if update_ivar:
             out["ivar"] = new_ivar
+        else:
+            out.pop("ivar", None)
         return out  # type: ignore[return-value]
 
 

@@ -68,9 +68,10 @@ class ViewPipeline:
         """The augmented batch in flux space (image, mask, ivar, psf_fwhm, ebv updated), cropped to
         ``out_size`` when the pipeline has composable geometric ops (else at the input size).
 
-        ``keep_ivar=False`` drops ``ivar`` after the last op that reads it (``reads_ivar``): the views
-        need only image and mask, and later ops would only update it (resampling ivar would double
-        the cost of the geometric stage).
+        ``keep_ivar=False`` drops ``ivar`` after the last op that reads it (``reads_ivar``), which gets
+        ``batch["keep_ivar"] = False`` so it may skip its own update: the views need only image and
+        mask, and later ops would only update it (resampling ivar would double the cost of the
+        geometric stage).
         """
         pending: list[torch.Tensor] = []  # sampling matrices of consecutive composable ops
         height, width = batch["image"].shape[-2:]
@@ -85,7 +86,11 @@ class ViewPipeline:
             if pending:  # a geometric op outside the contract: resample what came before it
                 batch = apply_geometry(batch, _compose(pending), (height, width))
                 pending = []
-            batch = op(batch, generator)
+            if not keep_ivar and i == last_reader:
+                batch = op({**batch, "keep_ivar": False}, generator)  # type: ignore[typeddict-item]
+                batch = _without_ivar(batch)
+            else:
+                batch = op(batch, generator)
             height, width = batch["image"].shape[-2:]
         if not keep_ivar:
             batch = _without_ivar(batch)
@@ -119,7 +124,7 @@ class ViewPipeline:
 
 
 def _without_ivar(batch: AugBatch) -> AugBatch:
-    return {key: value for key, value in batch.items() if key != "ivar"}  # type: ignore[return-value]
+    return {key: value for key, value in batch.items() if key not in ("ivar", "keep_ivar")}  # type: ignore[return-value]
 
 
 def _compose(matrices: list[torch.Tensor]) -> torch.Tensor:
