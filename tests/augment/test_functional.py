@@ -135,6 +135,15 @@ def test_composed_sampling_matrix_applies_the_shift_after_the_rotation():
 
 
 # -- PSF smoothing -------------------------------------------------------------------------------
+def test_blur_kernels_of_a_batch_are_each_widths_own_kernel():
+    # a batch mixes identities, discrete (narrow) and sampled kernels: each row as if computed alone
+    sigma = torch.tensor([0.0, 0.4, 2.0, 0.0, 0.99, 1.0, 3.1, 0.05])
+    batch = AF.gaussian_kernels_1d(sigma, 13)
+    for row, width in enumerate(sigma):
+        assert torch.equal(batch[row], AF.gaussian_kernels_1d(width.view(1), 13)[0])
+    assert torch.equal(batch[0], torch.nn.functional.one_hot(torch.tensor(13), 27).float())
+
+
 @pytest.mark.parametrize("sigma", [0.0, 0.1, 0.3, 0.6, 0.95, 1.0, 1.7, 3.2])
 def test_blur_kernels_are_normalised_with_variance_sigma_squared(sigma):
     radius = AF.blur_radius(sigma)

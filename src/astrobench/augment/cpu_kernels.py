@@ -205,9 +205,9 @@ def add_gaussian_noise(
 
 
 @numba.njit(parallel=True, cache=True)
-def _masked_median_kernel(values, valid, has_valid, positive_only, out):
+def _masked_median_kernel(values, bits, valid, has_valid, positive_only, out):
+    # bits: the same float32 values as uint32 bit patterns, for the radix selection
     rows, length = values.shape
-    bits = values.view(np.uint32)  # float32 bit patterns, for the radix selection
     sign = np.uint32(0x80000000)
     for row in numba.prange(rows):
         # (numba allocates these once per thread: it hoists allocations out of a prange body)
@@ -307,10 +307,12 @@ def masked_median(values: torch.Tensor, valid: torch.Tensor | None = None, posit
     if values.device.type != "cpu" or values.dtype != torch.float32:
         raise ValueError(f"masked_median runs on float32 CPU tensors, got {values.dtype} on {values.device}")
     length = values.shape[-1]
-    flat = values.reshape(-1, length).contiguous()
+    flat = values.reshape(-1, length)  # strided rows (noise levels read every 4th pixel) as they are:
+    # a contiguous copy would cost more than the kernel's strided reads
     keep = None if valid is None else valid.reshape(-1, length)
     out = torch.empty(flat.shape[0], dtype=values.dtype)
-    _masked_median_kernel(flat.numpy(), _array(keep, torch.bool, 2), valid is not None, bool(positive_only), out.numpy())
+    bits = flat.view(torch.int32).numpy().view(np.uint32)
+    _masked_median_kernel(flat.numpy(), bits, _array(keep, torch.bool, 2), valid is not None, bool(positive_only), out.numpy())
     return out.view(values.shape[:-1])
 
 
