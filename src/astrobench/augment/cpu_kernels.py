@@ -265,8 +265,7 @@ def _radix_select(keys, count, rank):
     """The ``rank``-th smallest of ``keys[:count]`` (reordered in place) by radix selection: the
     bits above the highest one where the smallest and largest keys differ are the answer's; below,
     8-bit digits, each an histogram of the remaining candidates and then a compaction to those
-    with the chosen digit. On stamps' noise maps the first digit leaves a few per cent of them.
-    (Quickselect was ~4x slower on real data: its branches mispredict.)"""
+    with the chosen digit. (Quickselect was ~4x slower on real data: its branches mispredict.)"""
     low = high = keys[0]
     for i in range(1, count):
         low = min(low, keys[i])
@@ -380,9 +379,6 @@ def _resample_kernel(image, ivar, has_ivar, invalid, has_mask, matrix, tol, out_
                 # each plane is copied first: the sequential read brings it into L1, where the
                 # rotated (diagonal) reads below would otherwise miss on most cache lines (2.4x here)
                 plane[:] = image[b, c].reshape(in_pixels)
-                for k in range(pixels):
-                    values[k] = w00[k] * plane[c00[k]] + w01[k] * plane[c01[k]] + w10[k] * plane[c10[k]] + w11[k] * plane[c11[k]]
-                target = out_image[b, c].reshape(pixels)
                 if has_mask:
                     flags[:] = invalid[b, c].reshape(in_pixels)
                     bad = out_invalid[b, c].reshape(pixels)
@@ -390,8 +386,10 @@ def _resample_kernel(image, ivar, has_ivar, invalid, has_mask, matrix, tol, out_
                         bad[k] = away[k] or flags[f00[k]] or flags[f01[k]] or flags[f10[k]] or flags[f11[k]]
                 else:
                     bad = away
+                target = out_image[b, c].reshape(pixels)
                 for k in range(pixels):
-                    target[k] = 0.0 if bad[k] else values[k]
+                    value = w00[k] * plane[c00[k]] + w01[k] * plane[c01[k]] + w10[k] * plane[c10[k]] + w11[k] * plane[c11[k]]
+                    target[k] = 0.0 if bad[k] else value
                 if has_ivar:
                     plane[:] = ivar[b, c].reshape(in_pixels)
                     for k in range(pixels):
