@@ -3,7 +3,9 @@
 Training on a CPU allocates and frees tensors of tens of MB on every step (an augmented batch of
 256 x 5 x 64 x 64 floats is 21 MB). glibc serves blocks that large with fresh ``mmap`` pages and
 returns them on free, so every step touches new pages and takes a page fault per 4 kB: on the
-2-core development VM that was 15,000-18,000 faults and about a third of the augmentation time.
+2-core development VM that was 15,000-18,000 faults a batch and about a third of the augmentation
+time. (glibc adapts its thresholds to the blocks it frees, so how often it happens depends on the
+order of allocations: later versions of the view pipeline saw 0-8,000 faults a batch without this.)
 Raising the mmap and trim thresholds keeps such blocks on the heap, where the next step reuses
 them (the same reason PyTorch's CPU tuning guide suggests jemalloc or tcmalloc).
 
