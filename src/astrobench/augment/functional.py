@@ -410,7 +410,7 @@ def add_gaussian_noise(
     inverse variance (:func:`add_variance_to_ivar`). ``sigma_add`` is (B, C); planes where it is 0
     keep their pixels. Invalid pixels (``mask`` True) become 0.
 
-    On CPU both come from one compiled pass (``cpu_kernels``: a parallel ziggurat seeded per image
+    On CPU both come from one compiled pass (``cpu_kernels``: parallel Box-Muller, keyed per image
     from ``generator``; eager ``torch.randn`` costs more there than the rest of the op); elsewhere
     from ``torch.randn`` on the batch's device, drawn only for the images with noise to add.
     """
