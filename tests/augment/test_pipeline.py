@@ -166,8 +166,9 @@ def test_views_drop_ivar_after_its_last_reader_without_changing_the_images(monke
     batch = flux_batch()
     views = ViewPipeline(["RR", "GR", "GN", "PS", "JC"], {"GR": {"p": 1.0}, "PS": {"p": 1.0}}, NORMALIZER, 32)
     seen: dict[str, tuple[bool, bool]] = {}  # code -> (ivar given, its update wanted)
-    for cls in (ops.GalacticReddening, ops.GaussianNoise, ops.PSFSmoothing):
-        original = cls.__call__
+    # the pipeline asks GR (a plane-scale op) for its factors, the others to run
+    for cls, method in ((ops.GalacticReddening, "plane_factors"), (ops.GaussianNoise, "__call__"), (ops.PSFSmoothing, "__call__")):
+        original = getattr(cls, method)
 
         def spy(self, batch, generator=None, original=original):
             seen[self.code] = ("ivar" in batch, batch.get("keep_ivar", True))
@@ -176,7 +177,7 @@ def test_views_drop_ivar_after_its_last_reader_without_changing_the_images(monke
                 assert ("ivar" in out) == batch.get("keep_ivar", True)  # no update when none is wanted
             return out
 
-        monkeypatch.setattr(cls, "__call__", spy)
+        monkeypatch.setattr(cls, method, spy)
     kept = views.augment(batch, torch.Generator().manual_seed(2), keep_ivar=True)
     assert seen == {"GR": (True, True), "GN": (True, True), "PS": (True, True)} and "ivar" in kept
     dropped = views.augment(batch, torch.Generator().manual_seed(2), keep_ivar=False)
@@ -195,3 +196,52 @@ def test_views_equal_normalising_the_augmented_batch_with_its_mask():
     augmented = views.augment(batch, torch.Generator().manual_seed(4), keep_ivar=False)
     assert augmented["mask"].any()
     assert torch.equal(view, views.finish(augmented))
+
+
+@pytest.mark.parametrize("keep_ivar", [True, False])
+@pytest.mark.parametrize("codes", [["GN", "GR", "PS", "RR", "JC"], ["GR", "PS"], ["GR", "MK", "GN", "FL"]])
+def test_reddening_factors_applied_later_give_the_reddened_batch(monkeypatch, codes, keep_ivar):
+    """GR's factors ride past the ops that commute with them and are applied by the resampling
+    (or before the first op that does not commute, or at the end): the same batch, to float32
+    rounding, as multiplying at GR's turn, and no pass of its own."""
+    batch = flux_batch()
+    batch["mask"][:, 3, 5:9, 20:30] = True
+    params = {code: {"p": 1.0} for code in codes if code in ("GR", "PS", "MK")}
+    views = ViewPipeline(codes, params, NORMALIZER, 32 if "JC" in codes else 48)
+    deferred = views.augment(batch, torch.Generator().manual_seed(3), keep_ivar=keep_ivar)
+
+    scaled: list[int] = []
+    original = ops.scale_planes
+    monkeypatch.setattr("astrobench.augment.pipeline.scale_planes", lambda b, f: scaled.append(1) or original(b, f))
+    for cls in (ops.PSFSmoothing, ops.RandomMask, ops.GeometricAugmentation):
+        monkeypatch.setattr(cls, "commutes_with_plane_scale", False)
+    immediate = views.augment(batch, torch.Generator().manual_seed(3), keep_ivar=keep_ivar)
+
+    assert set(deferred) == set(immediate)
+    for key, value in deferred.items():
+        if torch.is_tensor(value) and value.dtype.is_floating_point:
+            assert torch.allclose(value, immediate[key], rtol=1e-5, atol=1e-6), key
+        elif torch.is_tensor(value):
+            assert torch.equal(value, immediate[key]), key
+    # the reference run applied the factors at GR's turn, as a pass of their own
+    assert scaled == [1]
+    assert not torch.equal(deferred["ebv"], batch["ebv"])
+
+
+def test_resampling_applies_a_plane_scale_on_every_device_path(monkeypatch):
+    batch = flux_batch(size=4, side=24)
+    matrix = AF.rotation_flip_matrix(torch.tensor([10.0, 100.0, 0.0, 250.0]), torch.tensor([False, True, False, True]))
+    scale = torch.rand(4, 5, generator=torch.Generator().manual_seed(1)) + 0.5
+    plain = AF.resample(batch["image"], matrix, (24, 24), ivar=batch["ivar"])
+    kernel = AF.resample(batch["image"], matrix, (24, 24), ivar=batch["ivar"], scale=scale)
+    with monkeypatch.context() as patch:
+        patch.setattr(AF, "_resample_on_cpu_kernel", lambda image: False)  # as on a GPU: grid_sample
+        grid = AF.resample(batch["image"], matrix, (24, 24), ivar=batch["ivar"], scale=scale)
+    factors = scale.view(4, 5, 1, 1)
+    assert torch.allclose(kernel[0], plain[0] * factors, rtol=1e-6, atol=1e-6)
+    assert torch.allclose(kernel[2], plain[2] / factors**2, rtol=1e-5)
+    assert torch.allclose(grid[0], kernel[0], atol=1e-4)  # grid_sample rounds its coordinates
+    assert torch.allclose(grid[2], kernel[2], rtol=1e-4)
+    assert torch.equal(grid[1], kernel[1])
+    with pytest.raises(ValueError, match="scale must be"):
+        AF.resample(batch["image"], matrix, (24, 24), scale=scale[:, :2])

@@ -38,6 +38,10 @@ class Augmentation(ABC):
     # return ivar drops it after the last op that reads it, sparing the updates nobody uses, and
     # tells that op with ``batch["keep_ivar"] = False``
     reads_ivar: ClassVar[bool] = True
+    # whether multiplying a plane by a constant before the op equals doing so after it (the image
+    # it returns is linear in the image it gets, and any ivar update is a factor): a pipeline may
+    # then carry a reddening's factors past it, to a later pass (``ops.PlaneScaleAugmentation``)
+    commutes_with_plane_scale: ClassVar[bool] = False
 
     def __init__(self, p: float):
         if not 0.0 <= p <= 1.0:

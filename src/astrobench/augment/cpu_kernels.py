@@ -14,9 +14,10 @@ sampling grid in memory, sorts for medians, and a single-threaded Mersenne Twist
   then radix selection among the keys in the bracket.
 - :func:`resample`: bilinear resampling through per-image matrices with the any-invalid mask rule,
   without a grid (``functional.resample_grid_sample`` is the reference): per output image a table
-  of corners and weights, then one gather loop per band over a copy of the band in L1.
+  of corners and weights built row by row in loops that vectorise, then one gather loop per band
+  over a copy of the band in L1; optionally a per-plane factor in the same pass.
 - :func:`gaussian_blur`: the separable PSF blur, both passes per plane in cache, each tap a long
-  vector loop over the whole plane.
+  vector loop over the whole plane; the zero taps at the ends of a narrow kernel are skipped.
 - :func:`scaled_asinh`: the normaliser, correctly rounded, with a vectorisable logarithm.
 
 numba turns these into a few dozen lines each instead of a C++ extension to build. The kernels
@@ -364,65 +365,111 @@ def masked_median(values: torch.Tensor, valid: torch.Tensor | None = None, posit
 
 
 
+@numba.njit(cache=True, fastmath=_FAST, error_model="numpy")
+def _resample_table_row(s00, s10, base_x, base_y, out_cx, width, height, tol, out_w, first, corners, weights, away):
+    """The table of output pixels ``first .. first + out_w`` (one row): the four bilinear corners
+    of each (flat indices clamped to the image, 4 per pixel) with their weights (0 for a corner
+    outside: zero padding, grid_sample's padding_mode="zeros"), and whether the pixel is ``away``
+    (its point lies outside the image by more than ``tol``). Branch-free and with unsigned indices,
+    so that it vectorises."""
+    last_x, last_y = np.float64(width - 1), np.float64(height - 1)
+    for ox in range(out_w):
+        k = np.uint64(first) + np.uint64(ox)
+        ux = ox - out_cx
+        px = s00 * ux + base_x
+        py = s10 * ux + base_y
+        inside = (px >= -tol) & (px <= last_x + tol) & (py >= -tol) & (py <= last_y + tol)
+        away[k] = not inside
+        px = px if inside else 0.0  # any point inside keeps the table valid; the result is zeroed
+        py = py if inside else 0.0
+        x0f, y0f = np.floor(px), np.floor(py)
+        fx, fy = px - x0f, py - y0f
+        x0, y0 = np.int32(x0f), np.int32(y0f)
+        x1, y1 = x0 + np.int32(1), y0 + np.int32(1)
+        in_x0, in_y0, in_x1, in_y1 = x0 >= 0, y0 >= 0, x1 < width, y1 < height
+        q = k * np.uint64(4)
+        weights[q] = (1.0 - fx) * (1.0 - fy) if (in_x0 & in_y0) else 0.0
+        weights[q + np.uint64(1)] = fx * (1.0 - fy) if (in_x1 & in_y0) else 0.0
+        weights[q + np.uint64(2)] = (1.0 - fx) * fy if (in_x0 & in_y1) else 0.0
+        weights[q + np.uint64(3)] = fx * fy if (in_x1 & in_y1) else 0.0
+        cx0, cx1 = max(x0, np.int32(0)), min(x1, np.int32(width - 1))
+        cy0, cy1 = max(y0, np.int32(0)), min(y1, np.int32(height - 1))
+        corners[q] = np.uint32(cy0 * width + cx0)
+        corners[q + np.uint64(1)] = np.uint32(cy0 * width + cx1)
+        corners[q + np.uint64(2)] = np.uint32(cy1 * width + cx0)
+        corners[q + np.uint64(3)] = np.uint32(cy1 * width + cx1)
+
+
+@numba.njit(cache=True, fastmath=_FAST, error_model="numpy")
+def _resample_footprint_row(s00, s10, base_x, base_y, out_cx, width, height, tol, out_w, first, footprints):
+    """The mask footprint of one row of output pixels, 4 flat indices each (the rule of
+    ``functional.resample``): column floor(px + tol) and the next one unless it carries <= tol of
+    the weight; rows likewise. Away pixels get any footprint inside: their result is invalid anyway."""
+    last_x, last_y = np.float64(width - 1), np.float64(height - 1)
+    for ox in range(out_w):
+        k = np.uint64(first) + np.uint64(ox)
+        ux = ox - out_cx
+        px = s00 * ux + base_x
+        py = s10 * ux + base_y
+        inside = (px >= -tol) & (px <= last_x + tol) & (py >= -tol) & (py <= last_y + tol)
+        px = px if inside else 0.0
+        py = py if inside else 0.0
+        sx0f, sy0f = np.floor(px + tol), np.floor(py + tol)
+        sx0 = min(max(np.int32(sx0f), np.int32(0)), np.int32(width - 1))
+        sy0 = min(max(np.int32(sy0f), np.int32(0)), np.int32(height - 1))
+        sx1 = min(sx0 + np.int32(1), np.int32(width - 1)) if (px - sx0f) > tol else sx0
+        sy1 = min(sy0 + np.int32(1), np.int32(height - 1)) if (py - sy0f) > tol else sy0
+        q = k * np.uint64(4)
+        footprints[q] = np.uint32(sy0 * width + sx0)
+        footprints[q + np.uint64(1)] = np.uint32(sy0 * width + sx1)
+        footprints[q + np.uint64(2)] = np.uint32(sy1 * width + sx0)
+        footprints[q + np.uint64(3)] = np.uint32(sy1 * width + sx1)
+
+
+@numba.njit(cache=True, fastmath=_FAST, error_model="numpy")
+def _gather(plane, corners, weights, pixels, values):
+    """values[k] = the bilinear sum of pixel k's four weighted corners of ``plane``."""
+    for k in range(pixels):
+        q = np.uint64(k) * np.uint64(4)
+        values[k] = (
+            weights[q] * plane[corners[q]]
+            + weights[q + np.uint64(1)] * plane[corners[q + np.uint64(1)]]
+            + weights[q + np.uint64(2)] * plane[corners[q + np.uint64(2)]]
+            + weights[q + np.uint64(3)] * plane[corners[q + np.uint64(3)]]
+        )
+
+
 @numba.njit(parallel=True, cache=True, fastmath=_FAST)
-def _resample_kernel(image, ivar, has_ivar, invalid, has_mask, matrix, tol, out_image, out_ivar, out_invalid, outside, groups):
+def _resample_kernel(image, ivar, has_ivar, invalid, has_mask, matrix, tol, scale, has_scale, out_image, out_ivar, out_invalid, outside, groups):
     batch, channels, height, width = image.shape
     out_h, out_w = out_image.shape[2], out_image.shape[3]
     pixels, in_pixels = out_h * out_w, height * width
     centre_x, centre_y = (width - 1) / 2.0, (height - 1) / 2.0
     out_cx, out_cy = (out_w - 1) / 2.0, (out_h - 1) / 2.0
     # scratch per group of images, allocated once before the parallel loop (allocated inside it, the
-    # kernel measured several times slower here). Per output pixel: the four bilinear corners as flat
-    # indices (clamped to the image) with their weights (0 for a corner outside), and the corners
-    # of the mask footprint; then one gather loop per band reads through these tables.
-    corner_table = np.empty((groups, 4, pixels), np.uint32)
-    weight_table = np.empty((groups, 4, pixels), np.float64)
-    footprint_table = np.empty((groups, 4, pixels), np.uint32)
+    # kernel measured several times slower here). Per output image: a table of corners, weights
+    # (in the image's dtype) and mask footprints, 4 per pixel side by side, built row by row in
+    # loops that vectorise; then one gather loop per band reads through it.
+    corner_table = np.empty((groups, 4 * pixels), np.uint32)
+    weight_table = np.empty((groups, 4 * pixels), image.dtype)
+    footprint_table = np.empty((groups, 4 * pixels), np.uint32)
     value_rows = np.empty((groups, pixels), image.dtype)
     plane_copies = np.empty((groups, in_pixels), image.dtype)
     flag_copies = np.empty((groups, in_pixels), np.bool_)
     for group in numba.prange(groups):
-        c00, c01, c10, c11 = corner_table[group, 0], corner_table[group, 1], corner_table[group, 2], corner_table[group, 3]
-        w00, w01, w10, w11 = weight_table[group, 0], weight_table[group, 1], weight_table[group, 2], weight_table[group, 3]
-        f00, f01, f10, f11 = footprint_table[group, 0], footprint_table[group, 1], footprint_table[group, 2], footprint_table[group, 3]
+        corners, weights, footprints = corner_table[group], weight_table[group], footprint_table[group]
         values, plane, flags = value_rows[group], plane_copies[group], flag_copies[group]
         for b in range(group * batch // groups, (group + 1) * batch // groups):
-            s00, s01, s02 = matrix[b, 0, 0], matrix[b, 0, 1], matrix[b, 0, 2]
-            s10, s11, s12 = matrix[b, 1, 0], matrix[b, 1, 1], matrix[b, 1, 2]
+            s00, s01, s02 = np.float64(matrix[b, 0, 0]), np.float64(matrix[b, 0, 1]), np.float64(matrix[b, 0, 2])
+            s10, s11, s12 = np.float64(matrix[b, 1, 0]), np.float64(matrix[b, 1, 1]), np.float64(matrix[b, 1, 2])
             away = outside[b].reshape(pixels)
             for oy in range(out_h):
                 uy = oy - out_cy
-                for ox in range(out_w):
-                    k = oy * out_w + ox
-                    ux = ox - out_cx
-                    px = s00 * ux + s01 * uy + s02 + centre_x
-                    py = s10 * ux + s11 * uy + s12 + centre_y
-                    away[k] = not (px >= -tol and px <= width - 1 + tol and py >= -tol and py <= height - 1 + tol)
-                    if away[k]:
-                        px = py = 0.0  # any point inside keeps the tables valid; the result is zeroed
-                    x0f, y0f = math.floor(px), math.floor(py)
-                    fx, fy = px - x0f, py - y0f
-                    x0, y0 = np.int64(x0f), np.int64(y0f)
-                    x1, y1 = x0 + 1, y0 + 1
-                    # zero padding: a corner outside the image reads 0 (grid_sample's padding_mode="zeros")
-                    w00[k] = (1.0 - fx) * (1.0 - fy) if (x0 >= 0 and y0 >= 0) else 0.0
-                    w01[k] = fx * (1.0 - fy) if (x1 < width and y0 >= 0) else 0.0
-                    w10[k] = (1.0 - fx) * fy if (x0 >= 0 and y1 < height) else 0.0
-                    w11[k] = fx * fy if (x1 < width and y1 < height) else 0.0
-                    cx0, cx1 = max(x0, 0), min(x1, width - 1)
-                    cy0, cy1 = max(y0, 0), min(y1, height - 1)
-                    c00[k], c01[k] = cy0 * width + cx0, cy0 * width + cx1
-                    c10[k], c11[k] = cy1 * width + cx0, cy1 * width + cx1
-                    if has_mask:
-                        # the mask footprint: column floor(px + tol) and the next one unless it carries
-                        # <= tol of the weight; rows likewise (the rule of functional.resample)
-                        sx0f, sy0f = math.floor(px + tol), math.floor(py + tol)
-                        sx0 = min(max(np.int64(sx0f), 0), width - 1)
-                        sy0 = min(max(np.int64(sy0f), 0), height - 1)
-                        sx1 = min(sx0 + 1, width - 1) if (px - sx0f) > tol else sx0
-                        sy1 = min(sy0 + 1, height - 1) if (py - sy0f) > tol else sy0
-                        f00[k], f01[k] = sy0 * width + sx0, sy0 * width + sx1
-                        f10[k], f11[k] = sy1 * width + sx0, sy1 * width + sx1
+                # px = s00 ux + s01 uy + s02 + centre_x: the terms without ux once a row
+                base_x, base_y = s01 * uy + s02 + centre_x, s11 * uy + s12 + centre_y
+                _resample_table_row(s00, s10, base_x, base_y, out_cx, width, height, tol, out_w, oy * out_w, corners, weights, away)
+                if has_mask:
+                    _resample_footprint_row(s00, s10, base_x, base_y, out_cx, width, height, tol, out_w, oy * out_w, footprints)
             for c in range(channels):
                 # each plane is copied first: the sequential read brings it into L1, where the
                 # rotated (diagonal) reads below would otherwise miss on most cache lines (2.4x here)
@@ -431,20 +478,26 @@ def _resample_kernel(image, ivar, has_ivar, invalid, has_mask, matrix, tol, out_
                     flags[:] = invalid[b, c].reshape(in_pixels)
                     bad = out_invalid[b, c].reshape(pixels)
                     for k in range(pixels):
-                        bad[k] = away[k] or flags[f00[k]] or flags[f01[k]] or flags[f10[k]] or flags[f11[k]]
+                        q = 4 * k
+                        bad[k] = away[k] or flags[footprints[q]] or flags[footprints[q + 1]] or flags[footprints[q + 2]] or flags[footprints[q + 3]]
                 else:
                     bad = away
                 target = out_image[b, c].reshape(pixels)
-                for k in range(pixels):
-                    value = w00[k] * plane[c00[k]] + w01[k] * plane[c01[k]] + w10[k] * plane[c10[k]] + w11[k] * plane[c11[k]]
-                    target[k] = 0.0 if bad[k] else value
+                _gather(plane, corners, weights, pixels, values)
+                if has_scale:
+                    factor = scale[b, c]
+                    for k in range(pixels):
+                        target[k] = 0.0 if bad[k] else values[k] * factor
+                else:
+                    for k in range(pixels):
+                        target[k] = 0.0 if bad[k] else values[k]
                 if has_ivar:
                     plane[:] = ivar[b, c].reshape(in_pixels)
-                    for k in range(pixels):
-                        values[k] = w00[k] * plane[c00[k]] + w01[k] * plane[c01[k]] + w10[k] * plane[c10[k]] + w11[k] * plane[c11[k]]
+                    _gather(plane, corners, weights, pixels, values)
                     weights_out = out_ivar[b, c].reshape(pixels)
+                    inverse_square = 1.0 / (scale[b, c] * scale[b, c]) if has_scale else 1.0
                     for k in range(pixels):
-                        weights_out[k] = 0.0 if bad[k] else max(values[k], 0.0)
+                        weights_out[k] = 0.0 if bad[k] else max(values[k], 0.0) * inverse_square
 
 
 def resample(
@@ -454,11 +507,13 @@ def resample(
     mask: torch.Tensor | None,
     ivar: torch.Tensor | None,
     tolerance: float,
+    scale: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """``functional.resample`` for CPU float tensors in one pass: bilinear values (zero padding),
     the any-invalid mask rule and the outside test, without a sampling grid in memory.
 
-    ``matrix`` (B, 3, 3) already includes any extra offset; ``mask`` is None when nothing is invalid.
+    ``matrix`` (B, 3, 3) already includes any extra offset; ``mask`` is None when nothing is invalid;
+    ``scale`` (B, C) multiplies each output plane (and divides ivar by its square) when given.
     """
     batch, channels, height, width = image.shape
     out_h, out_w = int(out_size[0]), int(out_size[1])
@@ -475,6 +530,8 @@ def resample(
         has_mask,
         _array(matrix.detach(), torch.float32, 3),
         float(tolerance),
+        _array(None if scale is None else scale.detach(), image.dtype, 2),
+        scale is not None,
         out_image.numpy(),
         _array(out_ivar, image.dtype),
         _array(out_invalid, torch.bool),
@@ -522,7 +579,7 @@ def _blur_kernel(image, kernels, blur, out, groups):
     # Both passes run over whole planes flattened with the padded row stride, so each tap is one
     # long vector loop (the short per-row loops cost more in setup than in arithmetic); the columns
     # past ``width`` are computed and dropped. Scratch per group of planes; the zero padding is set
-    # once and never written again. Taps are summed in order, from 0, for every pixel.
+    # once and never written again. Taps are summed in order, from the first nonzero one, for every pixel.
     stride = width + 2 * radius
     padded_rows = height + 2 * radius
     padded_copies = np.zeros((groups, padded_rows * stride + taps), np.float32)
@@ -539,15 +596,19 @@ def _blur_kernel(image, kernels, blur, out, groups):
                 for y in range(height):
                     target[y, :] = source_plane[y, :]
                 continue
-            kernel = kernels[b, c]
+            # a narrow kernel in a batch of wider ones has zeros at both ends: skipped
+            first = 0
+            while first < radius and kernels[b, c, first] == 0.0 and kernels[b, c, taps - 1 - first] == 0.0:
+                first += 1
+            kernel = kernels[b, c, first : taps - first]
             for y in range(height):
                 start = (radius + y) * stride + radius
                 padded[start : start + width] = source_plane[y, :]
             inside = rows[radius * stride : (radius + height) * stride]  # the padding rows stay 0
             inside[:] = 0.0
-            _taps(inside, padded[radius * stride :], kernel, 1)  # along x
+            _taps(inside, padded[radius * stride + first :], kernel, 1)  # along x
             columns[:] = 0.0
-            _taps(columns, rows, kernel, stride)  # along y
+            _taps(columns, rows[first * stride :], kernel, stride)  # along y
             for y in range(height):
                 target[y, :] = columns[y * stride : y * stride + width]
 

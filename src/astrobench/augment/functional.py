@@ -25,6 +25,7 @@ RESAMPLE_WEIGHT_TOLERANCE = 1e-3
 # Below this width (px) a sampled Gaussian's variance falls short of sigma^2 (the error grows like
 # exp(-2 pi^2 sigma^2)), so kernels switch to the discrete Gaussian, exact for any width.
 SMALL_SIGMA_PIX = 1.0
+BLUR_RADIUS_SIGMAS, MIN_BLUR_RADIUS = 4.0, 5  # blur kernels reach 4 sigma, and at least 5 px (blur_radius)
 
 
 # -- random numbers ------------------------------------------------------------------------------
@@ -138,6 +139,7 @@ def resample(
     mask: torch.Tensor | None = None,
     ivar: torch.Tensor | None = None,
     extra: torch.Tensor | None = None,
+    scale: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Bilinear resampling of a batch through per-image sampling matrices, in one pass.
 
@@ -150,19 +152,33 @@ def resample(
     a pixel invalid in ``b``. Invalid output pixels hold 0 in image and ivar. ``ivar`` is
     interpolated bilinearly (an approximation: interpolation also averages noise down). ``extra``
     is an optional (B, 2) offset in output pixels added to ``u`` before the matrix (a crop window
-    that is not centred). Returns ``(image, mask, ivar)``, ``ivar`` None when none was given.
+    that is not centred). ``scale`` (B, C), optional, multiplies each output plane (and divides its
+    ivar by the square): a per-plane flux factor applied in the same pass. Returns ``(image,
+    mask, ivar)``, ``ivar`` None when none was given.
     """
     out_h, out_w = int(out_size[0]), int(out_size[1])
+    if scale is not None and tuple(scale.shape) != tuple(image.shape[:2]):
+        raise ValueError(f"resample: scale must be (batch, bands) = {tuple(image.shape[:2])}, got {tuple(scale.shape)}")
     matrix = matrix.to(device=image.device, dtype=torch.float32)
     if extra is not None:
         matrix = matrix @ translation_matrix(extra.to(image.device))
     if mask is not None and not any_true(mask):
         mask = None  # nothing invalid inside (the usual case): only the borders matter (one sync)
-    if image.device.type == "cpu" and image.dtype in (torch.float32, torch.float64):
+    if _resample_on_cpu_kernel(image):
         from astrobench.augment import cpu_kernels  # one pass, no grid in memory: faster than grid_sample
 
-        return cpu_kernels.resample(image, matrix, (out_h, out_w), mask, ivar, RESAMPLE_WEIGHT_TOLERANCE)
-    return resample_grid_sample(image, matrix, (out_h, out_w), mask, ivar)
+        return cpu_kernels.resample(image, matrix, (out_h, out_w), mask, ivar, RESAMPLE_WEIGHT_TOLERANCE, scale)
+    out_image, out_mask, out_ivar = resample_grid_sample(image, matrix, (out_h, out_w), mask, ivar)
+    if scale is not None:  # the outputs are new tensors: scaled in place
+        factors = scale.to(device=image.device, dtype=image.dtype).view(*scale.shape, 1, 1)
+        out_image.mul_(factors)
+        if out_ivar is not None:
+            out_ivar.div_(factors.square())
+    return out_image, out_mask, out_ivar
+
+
+def _resample_on_cpu_kernel(image: torch.Tensor) -> bool:
+    return image.device.type == "cpu" and image.dtype in (torch.float32, torch.float64)
 
 
 def resample_grid_sample(
@@ -248,12 +264,15 @@ def gaussian_kernels_1d(sigma_pix: torch.Tensor, radius: int) -> torch.Tensor:
     For sigma >= 1 px the sampled Gaussian (its variance equals sigma^2 to ~1e-8); below, the
     discrete Gaussian ``exp(-t) I_n(t)`` with ``t = sigma^2`` (Lindeberg 1990), whose variance is
     exactly ``t`` for any width: a sampled Gaussian of sigma 0.3 px has only a tenth of that
-    variance. sigma = 0 gives the identity kernel. Truncation at ``radius`` is renormalised.
+    variance. sigma = 0 gives the identity kernel. Each kernel is cut at its own
+    :func:`blur_radius` (or at ``radius`` where that is smaller), renormalised, and 0 beyond: a
+    batch's narrow kernels do not carry the widest one's length (the CPU blur skips the zeros).
     """
     sigma = sigma_pix.to(torch.float64).clamp_min(0.0)
     taps = torch.arange(-radius, radius + 1, dtype=torch.float64, device=sigma.device)
     safe_sigma = sigma.clamp_min(1e-6).unsqueeze(1)
     kernels = torch.exp(-0.5 * (taps / safe_sigma) ** 2)  # sampled
+    own_radius = torch.ceil(BLUR_RADIUS_SIGMAS * sigma).clamp_min(MIN_BLUR_RADIUS)  # blur_radius, per kernel
 
     # exp(-t) I_n(t) = sum_k (t/2)^(2k+n) / (k! (k+n)!) * exp(-t), summed in log space; t < 1 needs
     # few terms (the k-th term shrinks like (t/2)^(2k) / k!^2). Only for the narrow kernels: at
@@ -265,6 +284,7 @@ def gaussian_kernels_1d(sigma_pix: torch.Tensor, radius: int) -> torch.Tensor:
     log_terms = torch.xlogy(2 * k + order, t / 2) - torch.lgamma(k + 1) - torch.lgamma(k + order + 1) - t
     kernels = kernels.index_copy(0, narrow, torch.exp(log_terms).sum(dim=-1))
 
+    kernels = torch.where(taps.abs().view(1, -1) <= own_radius.view(-1, 1), kernels, torch.zeros((), dtype=kernels.dtype, device=kernels.device))
     kernels = kernels / kernels.sum(dim=1, keepdim=True)
     return kernels.to(torch.float32)
 
@@ -276,7 +296,7 @@ def blur_radius(sigma_pix_max: float) -> int:
     sigma < 1 px (discrete Gaussians) need the floor of 5 taps: their tails are heavier than sigma
     suggests (the n = 2 tap of sigma = 0.3 carries 8% of the variance, n >= 5 of sigma = 0.9 0.3%).
     """
-    return max(5, int(math.ceil(4.0 * sigma_pix_max)))
+    return max(MIN_BLUR_RADIUS, int(math.ceil(BLUR_RADIUS_SIGMAS * sigma_pix_max)))
 
 
 def gaussian_blur_fwhm(image: torch.Tensor, fwhm_pix: torch.Tensor, radius: int | None = None) -> torch.Tensor:

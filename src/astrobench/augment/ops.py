@@ -20,7 +20,8 @@ the unaugmented data it will embed.
 
 Geometric ops (RR, JC, FL) produce per-image *sampling matrices*; applied alone each resamples
 once, and ``ViewPipeline`` composes the matrices of consecutive geometric ops so that rotation,
-flip and jitter-crop cost a single bilinear ``grid_sample``.
+flip and jitter-crop cost a single bilinear ``grid_sample``. Reddening (GR) produces per-plane
+flux factors, which ``ViewPipeline`` applies in that same resampling.
 """
 
 from __future__ import annotations
@@ -52,16 +53,18 @@ def apply_geometry(
     matrix: torch.Tensor,
     out_size: tuple[int, int],
     extra_offset: torch.Tensor | None = None,
+    plane_scale: torch.Tensor | None = None,
 ) -> AugBatch:
     """Resample image, mask and ivar of ``batch`` through per-image sampling ``matrix`` (B, 3, 3).
 
     One bilinear resampling (``functional.resample``); pixels read from outside the image are 0 and
     invalid. Per-image scalars (psf_fwhm, ebv, pixel_scale) are unchanged: rotations and shifts
-    keep the pixel scale.
+    keep the pixel scale. ``plane_scale`` (B, C), when given, multiplies each output plane (and
+    divides its ivar by the square) in the same pass: a pending :class:`PlaneScaleAugmentation`.
     """
     image = batch["image"]
     out_image, out_mask, out_ivar = AF.resample(
-        image, matrix, out_size, mask=batch.get("mask"), ivar=batch.get("ivar"), extra=extra_offset
+        image, matrix, out_size, mask=batch.get("mask"), ivar=batch.get("ivar"), extra=extra_offset, scale=plane_scale
     )
     out = dict(batch)
     out["image"], out["mask"] = out_image, out_mask
@@ -70,11 +73,44 @@ def apply_geometry(
     return out  # type: ignore[return-value]
 
 
+def scale_planes(batch: AugBatch, factors: torch.Tensor) -> AugBatch:
+    """``batch`` with each (image, band) plane multiplied by ``factors`` (B, C), and ivar divided
+    by their square (noise scales with the flux)."""
+    image = batch["image"]
+    factors = factors.to(device=image.device, dtype=image.dtype).view(*factors.shape, 1, 1)
+    out = dict(batch)
+    out["image"] = image * factors
+    if batch.get("ivar") is not None:
+        out["ivar"] = batch["ivar"] / factors.to(batch["ivar"].dtype) ** 2
+    return out  # type: ignore[return-value]
+
+
+class PlaneScaleAugmentation(Augmentation):
+    """An op that multiplies each (image, band) plane by a factor (B, C) and updates other fields.
+
+    ``ViewPipeline`` does not spend a pass over the batch on the multiplication: it carries the
+    factors past the ops that commute with it (``commutes_with_plane_scale``) and applies them in
+    the resampling, or before the first op that does not commute. Called alone, the op multiplies.
+    """
+
+    reads_ivar = False
+    commutes_with_plane_scale = True
+
+    @abstractmethod
+    def plane_factors(self, batch: AugBatch, generator: torch.Generator | None = None) -> tuple[torch.Tensor, AugBatch]:
+        """(B, C) factors, and ``batch`` with every field but image and ivar updated."""
+
+    def __call__(self, batch: AugBatch, generator: torch.Generator | None = None) -> AugBatch:
+        factors, out = self.plane_factors(batch, generator)
+        return scale_planes(out, factors)
+
+
 class GeometricAugmentation(Augmentation):
     """An op that moves pixels: it draws a sampling matrix per image (identity where not applied)."""
 
     geometric = True
     reads_ivar = False
+    commutes_with_plane_scale = True
 
     @abstractmethod
     def sampling_matrix(self, batch: AugBatch, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -217,7 +253,7 @@ class GaussianNoise(Augmentation):
 
 
 @register_augmentation("GR")
-class GalacticReddening(Augmentation):
+class GalacticReddening(PlaneScaleAugmentation):
     """De-redden with each image's E(B-V), re-redden with a new E(B-V) ~ U[0, ebv_max]:
     ``flux_b *= 10**(-0.4 R_b (E_new - E_old))`` with ``R_b`` from
     ``photometry.extinction_coefficients(bands, survey)``. Updates ``ebv`` and scales ``ivar`` by
@@ -225,7 +261,6 @@ class GalacticReddening(Augmentation):
     only reddened."""
 
     code = "GR"
-    reads_ivar = False
     needs_flux = True
 
     def __init__(self, p: float = 0.8, ebv_max: float = 0.5, survey: str | None = None):
@@ -243,7 +278,7 @@ class GalacticReddening(Augmentation):
             self._coefficients[bands] = torch.tensor(extinction_coefficients(bands, self.survey), dtype=torch.float32)
         return self._coefficients[bands]
 
-    def __call__(self, batch: AugBatch, generator: torch.Generator | None = None) -> AugBatch:
+    def plane_factors(self, batch: AugBatch, generator: torch.Generator | None = None) -> tuple[torch.Tensor, AugBatch]:
         image = batch["image"]
         size, device = image.shape[0], image.device
         coeffs = self.coefficients(tuple(_require(batch, "bands", "GR"))).to(device)
@@ -252,12 +287,7 @@ class GalacticReddening(Augmentation):
         new_ebv = AF.uniform((size,), 0.0, self.ebv_max, generator, device)
         new_ebv = torch.where(apply, new_ebv, old_ebv)
         factor = AF.reddening_factor(new_ebv - old_ebv, coeffs).to(image.dtype)  # (B, C)
-        out = dict(batch)
-        out["image"] = image * factor.view(size, -1, 1, 1)
-        out["ebv"] = new_ebv
-        if batch.get("ivar") is not None:
-            out["ivar"] = batch["ivar"] / (factor**2).view(size, -1, 1, 1)
-        return out  # type: ignore[return-value]
+        return factor, {**batch, "ebv": new_ebv}  # type: ignore[return-value]
 
 
 @register_augmentation("PS")
@@ -274,6 +304,7 @@ class PSFSmoothing(Augmentation):
     code = "PS"
     reads_ivar = False
     needs_flux = True
+    commutes_with_plane_scale = True  # a convolution, and an ivar factor
 
     def __init__(self, p: float = 0.5, fwhm_arcsec_max: float = 1.5, fwhm_arcsec_min: float = 0.0):
         super().__init__(p)
@@ -313,6 +344,7 @@ class RandomMask(Augmentation):
 
     code = "MK"
     reads_ivar = False
+    commutes_with_plane_scale = True  # zeroes pixels
 
     def __init__(self, p: float = 0.5, fraction: float = 0.1, patch_size: int = 8):
         super().__init__(p)

@@ -7,7 +7,8 @@ from typing import Any, Sequence
 import torch
 
 from astrobench.augment.base import Augmentation, AugBatch
-from astrobench.augment.ops import GeometricAugmentation, apply_geometry
+from astrobench.augment.functional import any_true
+from astrobench.augment.ops import GeometricAugmentation, PlaneScaleAugmentation, apply_geometry, scale_planes
 from astrobench.datasets.normalize import Normalizer
 from astrobench.registry import AUGMENTATIONS
 
@@ -22,7 +23,11 @@ class ViewPipeline:
     Geometric ops that provide a sampling matrix (``ops.GeometricAugmentation``: RR, JC, FL) are
     composed per image and applied as **one** bilinear resampling straight to the ``out_size``
     centre crop of their output (the same pixels as resampling, then ``centre_crop``); any other
-    geometric op (a plugin) runs on its own between them.
+    geometric op (a plugin) runs on its own between them. Plane-scale ops
+    (``ops.PlaneScaleAugmentation``: GR) give per-plane factors, which travel past the ops that
+    commute with them (``commutes_with_plane_scale``: PS, MK, the geometric ones) and are applied
+    by that resampling, without a pass of their own; an op that does not commute gets them applied
+    first.
     """
 
     def __init__(
@@ -75,7 +80,14 @@ class ViewPipeline:
         """
         pending: list[torch.Tensor] = []  # sampling matrices of consecutive composable ops
         height, width = batch["image"].shape[-2:]
+        # a mask with nothing invalid (the usual case) leaves the batch here, checked once: every op
+        # would otherwise test it again (a pass over the batch each); an all-False mask comes back
+        # at the end if no op made a new one
+        empty_mask = batch.get("mask") is not None and not any_true(batch["mask"])
+        if empty_mask:
+            batch = {key: value for key, value in batch.items() if key != "mask"}  # type: ignore[assignment]
         last_reader = max((i for i, op in enumerate(self.ops) if op.reads_ivar), default=-1)
+        plane_scale: torch.Tensor | None = None  # (B, C) factors of plane-scale ops, not yet applied
         for i, op in enumerate(self.ops):
             if not keep_ivar and i > last_reader:
                 batch = _without_ivar(batch)
@@ -84,8 +96,14 @@ class ViewPipeline:
                 height, width = op.output_size(height, width)
                 continue
             if pending:  # a geometric op outside the contract: resample what came before it
-                batch = apply_geometry(batch, _compose(pending), (height, width))
-                pending = []
+                batch = apply_geometry(batch, _compose(pending), (height, width), plane_scale=plane_scale)
+                pending, plane_scale = [], None
+            if isinstance(op, PlaneScaleAugmentation):
+                factors, batch = op.plane_factors(batch, generator)
+                plane_scale = factors if plane_scale is None else plane_scale * factors
+                continue
+            if plane_scale is not None and not op.commutes_with_plane_scale:
+                batch, plane_scale = scale_planes(batch, plane_scale), None
             if not keep_ivar and i == last_reader:
                 batch = op({**batch, "keep_ivar": False}, generator)  # type: ignore[typeddict-item]
                 batch = _without_ivar(batch)
@@ -95,10 +113,14 @@ class ViewPipeline:
         if not keep_ivar:
             batch = _without_ivar(batch)
         if pending:
-            batch = self._resample_to_crop(batch, _compose(pending), (height, width))
+            batch = self._resample_to_crop(batch, _compose(pending), (height, width), plane_scale)
+        elif plane_scale is not None:
+            batch = scale_planes(batch, plane_scale)
+        if empty_mask and batch.get("mask") is None:
+            batch = {**batch, "mask": torch.zeros(batch["image"].shape, dtype=torch.bool, device=batch["image"].device)}  # type: ignore[typeddict-item]
         return batch
 
-    def _resample_to_crop(self, batch: AugBatch, matrix: torch.Tensor, size: tuple[int, int]) -> AugBatch:
+    def _resample_to_crop(self, batch: AugBatch, matrix: torch.Tensor, size: tuple[int, int], plane_scale: torch.Tensor | None) -> AugBatch:
         height, width = size
         if self.out_size > min(height, width):
             raise ValueError(
@@ -109,7 +131,7 @@ class ViewPipeline:
         # top + out/2 - height/2 px (0 or -1/2) from the chain's centre
         offset = [((n - self.out_size) // 2) + self.out_size / 2 - n / 2 for n in (width, height)]
         extra = torch.tensor(offset, dtype=torch.float32, device=matrix.device).expand(matrix.shape[0], 2)
-        return apply_geometry(batch, matrix, (self.out_size, self.out_size), extra_offset=extra)
+        return apply_geometry(batch, matrix, (self.out_size, self.out_size), extra_offset=extra, plane_scale=plane_scale)
 
     def eval_view(self, batch: AugBatch) -> torch.Tensor:
         """The deterministic view for embedding: normalised, centre-cropped, no augmentation."""
