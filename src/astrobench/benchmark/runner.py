@@ -38,7 +38,7 @@ from astrobench.registry import DATASETS, METHODS, TASKS, load_plugin
 from astrobench.tasks.base import EmbeddingInputs, FinetuneInputs, Task
 
 # Bump a stage's version when its code changes what it produces: old cache entries stop matching.
-PRETRAIN_VERSION = "4"  # 2: the supervised baseline trains on Task.training_rows; 3: CPU noise from per-image ziggurat streams; 4: CPU noise by Box-Muller from hashed Weyl sequences
+PRETRAIN_VERSION = "4"  # 2: the supervised baseline trains on Task.training_rows; 3: CPU noise from per-image ziggurat streams; 4: CPU noise by Box-Muller from hashed Weyl sequences, resampling weights in the image dtype, blur kernels cut at their own radius, reddening applied by the resampling
 EMBED_VERSION = "1"
 _CTOR_RESERVED = {"self", "in_chans", "image_size", "views"}
 
