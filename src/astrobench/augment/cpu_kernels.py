@@ -365,6 +365,17 @@ def masked_median(values: torch.Tensor, valid: torch.Tensor | None = None, posit
 
 
 
+@numba.njit(inline="always")
+def _sample_point(s00, s10, base_x, base_y, ux, last_x, last_y, tol):
+    """The input point (px, py) read by an output pixel at column offset ``ux`` of a row, and
+    whether it lies inside the image (within ``tol``); a point outside becomes (0, 0), inside, so
+    that the tables built from it stay valid (the pixel's result is zeroed)."""
+    px = s00 * ux + base_x
+    py = s10 * ux + base_y
+    inside = (px >= -tol) & (px <= last_x + tol) & (py >= -tol) & (py <= last_y + tol)
+    return (px if inside else 0.0), (py if inside else 0.0), inside
+
+
 @numba.njit(cache=True, fastmath=_FAST, error_model="numpy")
 def _resample_table_row(s00, s10, base_x, base_y, out_cx, width, height, tol, out_w, first, corners, weights, away):
     """The table of output pixels ``first .. first + out_w`` (one row): the four bilinear corners
@@ -375,13 +386,8 @@ def _resample_table_row(s00, s10, base_x, base_y, out_cx, width, height, tol, ou
     last_x, last_y = np.float64(width - 1), np.float64(height - 1)
     for ox in range(out_w):
         k = np.uint64(first) + np.uint64(ox)
-        ux = ox - out_cx
-        px = s00 * ux + base_x
-        py = s10 * ux + base_y
-        inside = (px >= -tol) & (px <= last_x + tol) & (py >= -tol) & (py <= last_y + tol)
+        px, py, inside = _sample_point(s00, s10, base_x, base_y, ox - out_cx, last_x, last_y, tol)
         away[k] = not inside
-        px = px if inside else 0.0  # any point inside keeps the table valid; the result is zeroed
-        py = py if inside else 0.0
         x0f, y0f = np.floor(px), np.floor(py)
         fx, fy = px - x0f, py - y0f
         x0, y0 = np.int32(x0f), np.int32(y0f)
@@ -408,12 +414,7 @@ def _resample_footprint_row(s00, s10, base_x, base_y, out_cx, width, height, tol
     last_x, last_y = np.float64(width - 1), np.float64(height - 1)
     for ox in range(out_w):
         k = np.uint64(first) + np.uint64(ox)
-        ux = ox - out_cx
-        px = s00 * ux + base_x
-        py = s10 * ux + base_y
-        inside = (px >= -tol) & (px <= last_x + tol) & (py >= -tol) & (py <= last_y + tol)
-        px = px if inside else 0.0
-        py = py if inside else 0.0
+        px, py, _ = _sample_point(s00, s10, base_x, base_y, ox - out_cx, last_x, last_y, tol)
         sx0f, sy0f = np.floor(px + tol), np.floor(py + tol)
         sx0 = min(max(np.int32(sx0f), np.int32(0)), np.int32(width - 1))
         sy0 = min(max(np.int32(sy0f), np.int32(0)), np.int32(height - 1))
@@ -484,18 +485,14 @@ def _resample_kernel(image, ivar, has_ivar, invalid, has_mask, matrix, tol, scal
                     bad = away
                 target = out_image[b, c].reshape(pixels)
                 _gather(plane, corners, weights, pixels, values)
-                if has_scale:
-                    factor = scale[b, c]
-                    for k in range(pixels):
-                        target[k] = 0.0 if bad[k] else values[k] * factor
-                else:
-                    for k in range(pixels):
-                        target[k] = 0.0 if bad[k] else values[k]
+                factor = scale[b, c] if has_scale else np.float32(1.0)  # x 1 is exact; the scale's dtype otherwise
+                for k in range(pixels):
+                    target[k] = 0.0 if bad[k] else values[k] * factor
                 if has_ivar:
                     plane[:] = ivar[b, c].reshape(in_pixels)
                     _gather(plane, corners, weights, pixels, values)
                     weights_out = out_ivar[b, c].reshape(pixels)
-                    inverse_square = 1.0 / (scale[b, c] * scale[b, c]) if has_scale else 1.0
+                    inverse_square = 1.0 / (factor * factor)
                     for k in range(pixels):
                         weights_out[k] = 0.0 if bad[k] else max(values[k], 0.0) * inverse_square
 
