@@ -1,6 +1,11 @@
 """Generation speed of the simulated survey, and the ratio to drawing galaxies with GalSim.
 
     python -m pytest benchmarks/bench_synthetic.py --benchmark-enable -p no:cacheprovider -s
+    python benchmarks/bench_synthetic.py --n 20000 --device cuda [--out DIR]   # one rate, any device
+
+``simulator_rate(n, device)`` is the number a GPU check calls: galaxies/s of the whole pipeline
+(population, scenes, noise, ivar, masks, back on the host), timed after a warm-up chunk; with
+``out`` it times ``generate_to_disk`` (Arrow shards, content hash, manifest) instead.
 
 Two ratios, both against GalSim drawing bulge + disk galaxies one by one on one core (5 bands,
 per-band Moffat PSF, 64x64, warm caches):
@@ -13,7 +18,12 @@ Target: >= 300 galaxies/s for sdss on 2 CPU cores, full-pipeline ratio per core 
 
 from __future__ import annotations
 
+import argparse
+import json
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +36,39 @@ from astrobench.datasets.sim.render import Components
 N_GALAXIES = 2048
 N_GALSIM = 48
 RESULTS: dict[str, float] = {}
+
+
+def simulator_rate(n: int, device: str = "cpu", preset: str = "sdss", workers: int | None = None,
+                   out: str | Path | None = None) -> float:
+    """Galaxies/s making ``n`` galaxies on ``device``, after a warm-up chunk (tables, FFT plans,
+    CUDA context and kernels). Without ``out`` the chunks are made and dropped (memory stays flat
+    for any n); with ``out`` (a folder to create) they are streamed to disk by ``generate_to_disk``."""
+    import torch
+
+    warm = synthetic.DEVICE_CHUNK_SIZE if torch.device(device).type != "cpu" else synthetic.CHUNK_SIZE * 2
+    for _ in synthetic.iter_chunks(preset, min(n, warm), seed=12345, workers=workers, device=device):
+        pass
+    start = time.perf_counter()
+    if out is not None:
+        synthetic.generate_to_disk(preset, n, 0, out, workers=workers, device=device)
+    else:
+        made = sum(len(chunk.object_id) for chunk in synthetic.iter_chunks(preset, n, seed=0, workers=workers, device=device))
+        assert made == n, (made, n)
+    return n / (time.perf_counter() - start)
+
+
+def test_simulator_rate_in_memory_and_to_disk(benchmark) -> None:
+    """The function the GPU check calls, on this machine's CPU: generation alone and to disk."""
+    rate = benchmark.pedantic(lambda: simulator_rate(512, "cpu", workers=2), rounds=1, iterations=1)
+    folder = Path(tempfile.mkdtemp(prefix="astrobench-bench-"))
+    try:
+        disk = simulator_rate(512, "cpu", workers=2, out=folder / "survey")
+        size = sum(f.stat().st_size for f in (folder / "survey").rglob("*") if f.is_file())
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    benchmark.extra_info.update(galaxies_per_second=rate, to_disk_galaxies_per_second=disk, bytes_per_galaxy=size / 512)
+    print(f"\nsimulator_rate(512, 'cpu'): {rate:.0f} galaxies/s; to disk {disk:.0f} galaxies/s, "
+          f"{size / 512 / 1024:.1f} KiB a galaxy on disk")
 
 
 def test_generate_sdss_two_workers(benchmark) -> None:
@@ -130,3 +173,24 @@ def test_galsim_one_by_one(benchmark) -> None:
         if ours is not None:
             benchmark.extra_info[f"ratio {name}"] = ours / rate
             print(f"speed-up vs GalSim, {name}: {ours / rate:.1f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="galaxies/s of the simulated survey on one device")
+    parser.add_argument("--n", type=int, default=20000)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--preset", default="sdss")
+    parser.add_argument("--workers", type=int)
+    parser.add_argument("--out", help="also time generate_to_disk into this (new) folder, and report its size")
+    args = parser.parse_args()
+    result: dict[str, float | str | int] = {"n": args.n, "device": args.device, "preset": args.preset}
+    result["galaxies_per_second"] = simulator_rate(args.n, args.device, args.preset, args.workers)
+    if args.out:
+        result["to_disk_galaxies_per_second"] = simulator_rate(args.n, args.device, args.preset, args.workers, args.out)
+        size = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file())
+        result["bytes_per_galaxy"] = size / args.n
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -2,7 +2,8 @@
 
 ``SurveyData`` holds whole columns as NumPy arrays (possibly memory-mapped), never one Python
 object per galaxy: training slices contiguous blocks into tensors. On disk it is a Hugging Face
-``datasets`` folder (``save_to_disk``/``load_from_disk``) plus ``manifest.json``.
+``datasets`` folder (``load_from_disk`` reads it) plus ``manifest.json``, written and read by
+``astrobench.datasets.storage``.
 
 Conventions (every source converts to these, never the reverse):
 - ``image``: float32 ``(N, C, H, W)``, flux per band in survey units, sky-subtracted.
@@ -21,8 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from astrobench.fsutil import atomic_directory
 
 SCHEMA_VERSION = "1"
 MANIFEST_NAME = "manifest.json"
@@ -93,7 +92,7 @@ class SurveyData:
         if bad.any():
             first = int(np.argwhere(bad.any(axis=(1, 2, 3)))[0, 0])
             raise DataError(
-                f"{where}: object {self.object_id[first]!r} has {int(bad[first].sum())} non-finite pixels "
+                f"{where}: object {str(self.object_id[first])!r} has {int(bad[first].sum())} non-finite pixels "
                 "that are not masked (mask them as invalid)"
             )
         for name, values in self.labels.items():
@@ -146,111 +145,40 @@ class SurveyData:
 
     # -- storage ------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, manifest: dict[str, Any] | None = None) -> Path:
-        """Write a ``datasets`` folder + ``manifest.json`` atomically (temp folder, then rename)."""
-        from datasets import Dataset
-        from datasets.utils.logging import disable_progress_bar
+        """Write a ``datasets`` folder + ``manifest.json`` atomically (temp folder, then rename).
 
-        disable_progress_bar()  # astrobench draws its own progress; no per-shard bars in the output
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        columns = self._columns()
-        ds = Dataset.from_dict(columns, features=self._features())
-        manifest = {**self.manifest, **(manifest or {})}
-        manifest.update(
-            schema_version=SCHEMA_VERSION,
-            n=len(self),
-            bands=list(self.bands),
-            image_shape=list(self.image.shape[1:]),
-            image_is_flux=self.image_is_flux,
-            has_ivar=self.ivar is not None,
-            labels=sorted(self.labels),
-            content_hash=self.content_hash(),
-        )
-        write_dataset_folder(ds, manifest, path)
-        self.manifest = manifest
-        return path
+        The format is ``astrobench.datasets.storage``'s (Arrow files that ``datasets.load_from_disk``
+        reads); the manifest gets the schema fields and ``content_hash``.
+        """
+        from astrobench.datasets.storage import ShardWriter
+
+        with ShardWriter(path) as writer:
+            writer.write(self)
+            self.manifest = writer.finish({**self.manifest, **(manifest or {})})
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SurveyData":
-        from datasets import load_from_disk
+        """Read a folder written by ``save`` (or by the older ``datasets``-based writer) into memory."""
+        import pyarrow as pa
+
+        from astrobench.datasets.storage import read_folder
 
         path = Path(path)
         manifest_path = path / MANIFEST_NAME
         if not manifest_path.is_file():
             raise DataError(f"{path}: not an astrobench dataset folder (no {MANIFEST_NAME})")
         manifest = json.loads(manifest_path.read_text())
-        ds = load_from_disk(str(path / "data")).with_format("numpy")
-        c, h, w = manifest["image_shape"]
-        n = manifest["n"]
-
-        def column(name: str, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
-            return np.ascontiguousarray(np.asarray(ds[name], dtype=dtype).reshape((n, *shape)))
-
-        data = cls(
-            object_id=np.asarray(ds["object_id"]).astype(str),
-            image=column("image", np.float32, (c, h, w)),
-            mask=column("mask", np.bool_, (c, h, w)),
-            bands=tuple(manifest["bands"]),
-            pixel_scale=column("pixel_scale", np.float32, ()),
-            psf_fwhm=column("psf_fwhm", np.float32, (c,)),
-            ebv=column("ebv", np.float32, ()),
-            ra=column("ra", np.float64, ()),
-            dec=column("dec", np.float64, ()),
-            ivar=column("ivar", np.float32, (c, h, w)) if manifest["has_ivar"] else None,
-            labels={name: np.asarray(ds[f"label_{name}"]) for name in manifest["labels"]},
-            image_is_flux=manifest["image_is_flux"],
-            manifest=manifest,
-            origin=str(path),
+        try:
+            arrays = read_folder(path, manifest)
+        except (OSError, ValueError, KeyError, pa.ArrowException) as error:
+            raise DataError(f"{path}: cannot read the dataset files ({type(error).__name__}: {error})") from error
+        return cls(
+            object_id=arrays["object_id"], image=arrays["image"], mask=arrays["mask"], bands=tuple(manifest["bands"]),
+            pixel_scale=arrays["pixel_scale"], psf_fwhm=arrays["psf_fwhm"], ebv=arrays["ebv"], ra=arrays["ra"],
+            dec=arrays["dec"], ivar=arrays.get("ivar"), labels=arrays["labels"], image_is_flux=manifest["image_is_flux"],
+            manifest=manifest, origin=str(path),
         )
-        return data
-
-    def _columns(self) -> dict[str, Any]:
-        cols: dict[str, Any] = {
-            "object_id": self.object_id.astype(str).tolist(),
-            "image": self.image,
-            "mask": self.mask,
-            "pixel_scale": self.pixel_scale.astype(np.float32),
-            "psf_fwhm": self.psf_fwhm.astype(np.float32),
-            "ebv": self.ebv.astype(np.float32),
-            "ra": self.ra.astype(np.float64),
-            "dec": self.dec.astype(np.float64),
-        }
-        if self.ivar is not None:
-            cols["ivar"] = self.ivar
-        for name, values in self.labels.items():
-            cols[f"label_{name}"] = values
-        return cols
-
-    def _features(self):
-        from datasets import Array3D, Features, Sequence, Value
-
-        shape = tuple(int(s) for s in self.image.shape[1:])
-        feats = {
-            "object_id": Value("string"),
-            "image": Array3D(shape=shape, dtype="float32"),
-            "mask": Array3D(shape=shape, dtype="bool"),
-            "pixel_scale": Value("float32"),
-            "psf_fwhm": Sequence(Value("float32"), length=shape[0]),
-            "ebv": Value("float32"),
-            "ra": Value("float64"),
-            "dec": Value("float64"),
-        }
-        if self.ivar is not None:
-            feats["ivar"] = Array3D(shape=shape, dtype="float32")
-        for name, values in self.labels.items():
-            dtype = _arrow_dtype(values.dtype, f"label {name!r}")
-            feats[f"label_{name}"] = (
-                Value(dtype) if values.ndim == 1 else Sequence(Value(dtype), length=int(values.shape[1]))
-            )
-        return Features(feats)
-
-
-def write_dataset_folder(table: Any, manifest: dict[str, Any], path: Path) -> Path:
-    """A ``datasets`` table plus ``manifest.json`` as one folder, written atomically."""
-    with atomic_directory(path) as tmp:
-        table.save_to_disk(str(tmp / "data"))
-        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    return path
 
 
 def _arrow_dtype(dtype: np.dtype, what: str) -> str:

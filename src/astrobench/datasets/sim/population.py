@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from scipy import special
@@ -84,14 +85,42 @@ class Draws:
         return special.ndtri(self.u(name))
 
 
-@lru_cache(maxsize=1)
-def distances() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """z grid, luminosity distance and angular-diameter distance (Mpc), Planck18."""
+COSMOLOGY_PATH = Path(__file__).with_name("cosmology.npz")
+
+
+def planck18_grids_from_astropy() -> dict[str, np.ndarray]:
+    """The Planck18 distances and volumes the population uses, computed with astropy (what
+    ``cosmology.npz`` holds: ``python -c "from astrobench.datasets.sim.population import
+    write_planck18_grids; write_planck18_grids()"`` rewrites it)."""
     from astropy.cosmology import Planck18
 
     z = np.linspace(0.0, 0.8, 1601)
     z[0] = 1e-5
-    return z, Planck18.luminosity_distance(z).value, Planck18.angular_diameter_distance(z).value
+    z_volume = np.linspace(0.003, 0.6, 1200)
+    return {"z": z, "luminosity_distance": Planck18.luminosity_distance(z).value,
+            "angular_diameter_distance": Planck18.angular_diameter_distance(z).value,
+            "z_volume": z_volume, "differential_comoving_volume": Planck18.differential_comoving_volume(z_volume).value}
+
+
+def write_planck18_grids(path: Path = COSMOLOGY_PATH) -> Path:
+    np.savez(path, **planck18_grids_from_astropy())
+    return path
+
+
+@lru_cache(maxsize=1)
+def planck18_grids() -> dict[str, np.ndarray]:
+    """Package data: the simulator needs no astropy to run (a GPU machine may lack it), and its
+    distances never move with astropy's version (a test checks them against astropy)."""
+    if not COSMOLOGY_PATH.is_file():
+        raise FileNotFoundError(f"simulator package data {COSMOLOGY_PATH} is missing; rebuild it with write_planck18_grids()")
+    with np.load(COSMOLOGY_PATH) as grids:
+        return {name: grids[name] for name in grids.files}
+
+
+def distances() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """z grid, luminosity distance and angular-diameter distance (Mpc), Planck18."""
+    grids = planck18_grids()
+    return grids["z"], grids["luminosity_distance"], grids["angular_diameter_distance"]
 
 
 def distance_modulus(z: np.ndarray) -> np.ndarray:
@@ -107,19 +136,18 @@ def kpc_per_arcsec(z: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=8)
 def _main_sample_grids(preset_name: str, mag_limit: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CDF of z for the magnitude-limited main sample, and the Schechter CDF over M_r."""
-    from astropy.cosmology import Planck18
-
     tables = load_tables()
     mags = np.linspace(-24.0, -12.0, 2401)
     lum = 10 ** (-0.4 * (mags - SCHECHTER_M_STAR))
     phi = lum ** (SCHECHTER_ALPHA + 1) * np.exp(-lum)
     mag_cdf = np.concatenate([[0.0], np.cumsum(0.5 * (phi[1:] + phi[:-1]))])
     mag_cdf /= mag_cdf[-1]
-    z = np.linspace(0.003, 0.6, 1200)
+    grids = planck18_grids()
+    z = grids["z_volume"]
     kc = tables.kcorrection(preset_name, np.full(z.shape, SED_SBC), z)[:, get_r_band(preset_name)]
     m_limit = mag_limit - distance_modulus(z) - kc
     visible = np.interp(m_limit, mags, mag_cdf)
-    weight = Planck18.differential_comoving_volume(z).value * visible
+    weight = grids["differential_comoving_volume"] * visible
     z_cdf = np.concatenate([[0.0], np.cumsum(0.5 * (weight[1:] + weight[:-1]))])
     return z, z_cdf / z_cdf[-1], np.stack([mags, mag_cdf])
 
@@ -437,17 +465,23 @@ def sample_population(preset: SurveyPreset, uniforms: np.ndarray) -> Population:
 def composite_half_light_radius(f1, re1, n1, f2, re2, n2) -> np.ndarray:
     """Circularised half-light radius of two concentric Sersic profiles (bisection)."""
 
-    def enclosed(radius, flux, re, n):
-        b = special.gammaincinv(2 * n, 0.5)
+    def profile(flux, re, n):
+        # what does not change over the bisection, computed once (gammaincinv was ~95% of the cost);
+        # the same operations on the same values as inline, so the same bits
         with np.errstate(divide="ignore", invalid="ignore"):
-            frac = special.gammainc(2 * n, b * (radius / np.maximum(re, 1e-9)) ** (1 / n))
+            return flux, 2 * n, special.gammaincinv(2 * n, 0.5), np.maximum(re, 1e-9), 1 / n
+
+    def enclosed(radius, flux, two_n, b, re, inverse_n):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            frac = special.gammainc(two_n, b * (radius / re) ** inverse_n)
         return np.where(flux > 0, flux * frac, 0.0)
 
+    first, second = profile(f1, re1, n1), profile(f2, re2, n2)
     total = f1 + f2
     lo, hi = np.zeros_like(total), np.maximum(re1, re2) * 1.0001 + 1e-9
     for _ in range(40):
         mid = 0.5 * (lo + hi)
-        inside = enclosed(mid, f1, re1, n1) + enclosed(mid, f2, re2, n2) < 0.5 * total
+        inside = enclosed(mid, *first) + enclosed(mid, *second) < 0.5 * total
         lo, hi = np.where(inside, mid, lo), np.where(inside, hi, mid)
     return 0.5 * (lo + hi)
 

@@ -89,6 +89,25 @@ def _interp_log(rows: torch.Tensor, log_grid: tuple[float, float], log_x: torch.
     return values.reshape(log_x.shape)
 
 
+def _per_scene_sum_by_rank(scene_hat: torch.Tensor, owner: np.ndarray, flux: np.ndarray, comp_hat: torch.Tensor) -> None:
+    """``_per_scene_sum`` for a GPU: the k-th component of every scene in one pass (a scene has at
+    most ~16), instead of one small matrix product (one kernel launch) per scene.
+
+    ``owner`` must be sorted. Rounds differently from the CPU's matrix products.
+    """
+    m = len(owner)
+    starts = np.r_[0, np.flatnonzero(np.diff(owner)) + 1]
+    rank = np.arange(m) - np.repeat(starts, np.diff(np.r_[starts, m]))
+    comp = torch.view_as_real(comp_hat).reshape(m, -1)
+    flux_t = torch.as_tensor(np.asarray(flux, dtype=np.float32), device=comp_hat.device)
+    out = torch.view_as_real(scene_hat).reshape(scene_hat.shape[0], scene_hat.shape[1], -1)
+    for k in range(int(rank.max()) + 1 if m else 0):
+        sel = torch.as_tensor(np.flatnonzero(rank == k), device=comp_hat.device)
+        scenes = torch.as_tensor(owner[rank == k], dtype=torch.int64, device=comp_hat.device)
+        # each scene at most once per pass: a plain (deterministic) add per row
+        out.index_add_(0, scenes, flux_t[sel, :, None] * comp[sel, None, :])
+
+
 def _per_scene_sum(scene_hat: torch.Tensor, owner: np.ndarray, flux: np.ndarray, comp_hat: torch.Tensor) -> None:
     """scene_hat[n, b] += sum over the components m of scene n of flux[m, b] * comp_hat[m].
 
@@ -105,13 +124,21 @@ def _per_scene_sum(scene_hat: torch.Tensor, owner: np.ndarray, flux: np.ndarray,
 
 class Renderer:
     """Draws noiseless scenes: ``render(n_scenes, components, arms, psf_fwhm_px) -> (N, C, H, W)``
-    NumPy float32, computed on ``device`` (the same pixels on any device, up to float rounding)."""
+    float32, computed on ``device`` (the same pixels on any device, up to float rounding).
 
-    def __init__(self, stamp: int, moffat_beta: float, device: str | torch.device = "cpu"):
+    On the CPU each scene's components are summed by its own matrix product (the reference
+    rounding); elsewhere by ``_per_scene_sum_by_rank`` (a few large kernels for many scenes).
+    """
+
+    def __init__(self, stamp: int, moffat_beta: float, device: str | torch.device = "cpu",
+                 batched_sums: bool | None = None):
+        """``batched_sums``: sum scenes with ``_per_scene_sum_by_rank`` (default: on any device but the CPU)."""
         self.device = torch.device(device)
         self.stamp = stamp
         self.size = stamp + 2 * PAD
         self.beta = moffat_beta
+        batched = self.device.type != "cpu" if batched_sums is None else batched_sums
+        self._sum = _per_scene_sum_by_rank if batched else _per_scene_sum
         tables = load_tables()
         self.sersic_ft = torch.as_tensor(tables.sersic_ft, dtype=torch.float32)
         self.sersic_log_kappa_sq = (2.0 * float(tables.log_kappa[0]), 2.0 * float(tables.log_kappa[-1]))
@@ -137,7 +164,9 @@ class Renderer:
     def _tensor(self, values, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return torch.as_tensor(np.asarray(values), dtype=dtype, device=self.device)
 
-    def render(self, n_scenes: int, comps: Components, arms: ArmModulations | None, psf_fwhm_px: np.ndarray) -> np.ndarray:
+    def render(self, n_scenes: int, comps: Components, arms: ArmModulations | None, psf_fwhm_px: np.ndarray,
+               to_numpy: bool = True) -> np.ndarray | torch.Tensor:
+        """NumPy on the host, or (``to_numpy=False``) a tensor left on the device."""
         n_bands = comps.flux.shape[1]
         scene_hat = torch.zeros((n_scenes, n_bands, self.fx.shape[0], self.size), dtype=torch.complex64, device=self.device)
         self._add_components(scene_hat, comps)
@@ -147,7 +176,8 @@ class Renderer:
         # irfft2 in two passes, keeping only the stamp's rows (y) before the second
         cols = torch.fft.ifft(scene_hat, dim=-1)[..., PAD : PAD + self.stamp]
         image = torch.fft.irfft(cols, n=self.size, dim=-2)[..., PAD : PAD + self.stamp, :]  # (x, y)
-        return image.transpose(-1, -2).contiguous().cpu().numpy()
+        image = image.transpose(-1, -2).contiguous()
+        return image.cpu().numpy() if to_numpy else image
 
     def _add_components(self, scene_hat: torch.Tensor, comps: Components) -> None:
         # ellipse: kappa^2 = r_e^2 |A^T k|^2 = a fx^2 + b fx fy + c fy^2
@@ -162,7 +192,7 @@ class Renderer:
             if len(idx):
                 idx = idx[np.argsort(comps.owner[idx], kind="stable")]
                 comp_hat = self._transform(comps, idx, self._tensor(quad[idx], torch.float64), kind)
-                _per_scene_sum(scene_hat, comps.owner[idx], comps.flux[idx], comp_hat)
+                self._sum(scene_hat, comps.owner[idx], comps.flux[idx], comp_hat)
 
     def _transform(self, comps: Components, idx: np.ndarray, quad: torch.Tensor, kind: str) -> torch.Tensor:
         """(M, size // 2 + 1, size) unit-flux transforms, pixel response and centre shift included.
@@ -214,7 +244,7 @@ class Renderer:
         taper = 1 - torch.exp(-((radius / (0.7 * h)) ** 2))
         modulation = disk * t(arms.amplitude) * wave * taper
         padded = torch.nn.functional.pad(modulation, (PAD, PAD, PAD, PAD))
-        _per_scene_sum(scene_hat, arms.owner[order], np.asarray(arms.flux)[order], torch.fft.rfft2(padded).transpose(-1, -2))
+        self._sum(scene_hat, arms.owner[order], np.asarray(arms.flux)[order], torch.fft.rfft2(padded).transpose(-1, -2))
 
     def _psf_hat(self, psf_fwhm_px: np.ndarray) -> torch.Tensor:
         """(N, C, size // 2 + 1, size) Moffat transforms, looked up once per distinct |k|.
