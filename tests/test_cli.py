@@ -26,6 +26,11 @@ def test_smoke_run_writes_results_that_every_leaderboard_format_shows(tmp_path, 
                 "versions", "device", "world_size", "pretrain", "resolved_config", "predictions_file"):
         assert key in r, key
     assert r["pretrain"]["steps"] == 4 and r["pretrain"]["images_per_s"] > 0
+    # the stored config is what ran: every training key of the pretraining stage, not the defaults
+    ran, stored = r["method_config"]["train"], r["resolved_config"]["train"]
+    assert ran and all(stored[key] == value for key, value in ran.items()), (ran, stored)
+    assert stored["steps"] == r["pretrain"]["steps"] and stored["batch_size"] == r["pretrain"]["global_batch"]
+    assert "train_overrides" not in r["resolved_config"]
     assert r["pretrain"]["flops_per_image"] > 0
     for fmt in ("rich", "md", "csv", "latex", "json", "html"):
         lb = run_cli("leaderboard", "--results-dir", str(tmp_path / "results"), "--format", fmt)

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from astrobench.allocator import reuse_freed_memory
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -76,7 +75,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task-option", type=_key_value, action="append", default=[], metavar="[TASK.]KEY=VALUE",
                         help="task constructor option, repeatable; without TASK. it applies to every task")
     parser.add_argument("--backbone", help="timm backbone for every method that takes one")
-    parser.add_argument("--profile", choices=["smoke", "quick", "paper"], help="sizes (default: quick)")
+    parser.add_argument("--profile", choices=["smoke", "quick", "gpu", "paper"], help="sizes (default: quick)")
     parser.add_argument("--seeds", type=_int_csv, help="seeds, comma-separated (default: 0)")
     parser.add_argument("--protocol", type=_csv, help="protocols (default: each task's own)")
     parser.add_argument("--labels", type=_budgets, help="label budgets, e.g. 50,100,200,all (default: all)")
@@ -109,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="pretrain methods and evaluate them on tasks", description=(
         "Pretrain each method on the dataset, embed, evaluate every task, store results. "
         "Precedence: command line > --config YAML > method/profile defaults."))
-    run.add_argument("--method", type=_csv, help="method name(s), comma-separated (default: random)")
+    run.add_argument("--method", type=_csv, help="method name(s), comma-separated (default: random,constant,colours)")
     _add_run_options(run)
     run.add_argument("--tag", help="label stored with the results (e.g. an ablation variant); "
                      "write --tag=-GN for a tag that starts with a dash")
@@ -137,6 +136,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="table (default); curves: one column per label budget; ablation: the tags of one method "
                          "against its 'full' (or untagged) variant")
 
+    cmp = sub.add_parser("compare", help="paired per-seed comparison of two leaderboard rows, with a t-test",
+                         description="Per (task, protocol, label budget, metric): the per-seed differences B − A over "
+                                     "the seeds both have, their mean and std, a paired t-test p-value and whether B "
+                                     "is significantly better or worse. Names: METHOD, METHOD@CONFIG (a config hash "
+                                     "prefix, where a method has several), METHOD[@CONFIG]:TAG for tagged runs.")
+    cmp.add_argument("a", help="the reference row (A)")
+    cmp.add_argument("b", help="the row compared with it (B)")
+    cmp.add_argument("--results-dir", help="results folder (default: ./results or $ASTROBENCH_RESULTS)")
+    for name in ("task", "protocol", "metric", "dataset", "profile"):
+        cmp.add_argument(f"--{name}", type=_csv, help=f"only these {name}s (comma-separated)"
+                         + (" (default: each task's main score)" if name == "metric" else ""))
+    cmp.add_argument("--labels", type=_csv, help="only these label budgets (numbers or 'all')")
+    cmp.add_argument("--alpha", type=float, default=0.05, help="significance level of the t-test (default: 0.05)")
+    cmp.add_argument("--format", choices=["rich", "md", "csv", "json"], default="rich")
+    cmp.add_argument("--out", help="write to this file instead of the terminal")
+
     rep = sub.add_parser("report", help="write a self-contained HTML report (leaderboard and figures)",
                          description="Static HTML page (no server, no network) with the leaderboard and figures "
                                      "built from the results store and the cache: t-SNE of embeddings, similarity "
@@ -157,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--workers", type=int, help="worker threads (default: all cores; never changes the data)")
     gen.add_argument("--device", default="cpu", help="render on 'cpu' (the reference) or a GPU, e.g. 'cuda' "
-                     "(rounds differently: recorded in the manifest as another dataset)")
+                     "(the same galaxies with the GPU's own noise draws: recorded in the manifest as another dataset)")
     gen.add_argument("--out", required=True)
     show = dsub.add_parser("show", help="PNG grid of cutouts and plots of the physical relations")
     show.add_argument("path")
@@ -170,7 +185,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    reuse_freed_memory()  # this process trains and augments: keep big freed blocks for the next batch
     args = parser.parse_args(argv)
     args.argv = argv
     if args.version:
@@ -227,7 +241,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 
 def _run_config(args: argparse.Namespace):
-    from astrobench.benchmark.config import build_config, load_yaml
+    from astrobench.benchmark.config import DEFAULT_METHODS, build_config, load_yaml
 
     yaml_values = load_yaml(args.config) if args.config else {}
     cli: dict[str, Any] = {}
@@ -241,7 +255,7 @@ def _run_config(args: argparse.Namespace):
             cli[key] = value
     if args.plugin:
         cli["plugins"] = list(yaml_values.get("plugins", [])) + args.plugin
-    methods = cli.get("methods") or yaml_values.get("methods") or ["random"]
+    methods = cli.get("methods") or yaml_values.get("methods") or list(DEFAULT_METHODS)
     tasks = cli.get("tasks") or yaml_values.get("tasks") or ["redshift"]
     if args.dataset_option:
         cli["dataset_options"] = {**yaml_values.get("dataset_options", {}), **dict(args.dataset_option)}
@@ -324,6 +338,22 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from astrobench.benchmark.compare import SelectionError, compare, render_comparison
+
+    results_dir = Path(args.results_dir or os.environ.get("ASTROBENCH_RESULTS", "results"))
+    if not results_dir.is_dir():
+        raise UsageError(f"results folder {str(results_dir)!r} does not exist (run `astrobench run` first)")
+    try:
+        result = compare(results_dir, args.a, args.b, metric=args.metric, alpha=args.alpha, task=args.task,
+                         protocol=args.protocol, label_budget=args.labels, dataset=args.dataset, profile=args.profile)
+    except SelectionError as exc:
+        raise UsageError(str(exc)) from exc
+    # NothingToCompare (no shared evaluation or seed) falls through to main: exit 1
+    _print(render_comparison(result, args.format), args.format, args.out)
+    return EXIT_OK
+
+
 def _print(rendered: Any, fmt: str, out: str | None) -> None:
     """A rendered table to the terminal or a file (rich tables through a rich console)."""
     if fmt == "rich":
@@ -354,7 +384,8 @@ def _cmd_data(args: argparse.Namespace) -> int:
             bar = progress.add_task(f"simulating {args.n} galaxies ({args.preset})", total=args.n)
             path = generate_to_disk(args.preset, args.n, args.seed, args.out, workers=args.workers,
                                     progress=lambda done, total: progress.update(bar, completed=done), device=args.device)
-        print(f"wrote {path}")
+        size = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+        print(f"wrote {path} ({size / 2**30:.2f} GiB, {size / args.n / 1024:.1f} KiB a galaxy)")
         return EXIT_OK
     if args.data_command == "show":
         from astrobench.datasets.show import show_dataset
@@ -436,7 +467,7 @@ def _launch_data_parallel(n: int, argv: list[str]) -> int:
 
 
 COMMANDS = {"run": _cmd_run, "ablate": _cmd_ablate, "ls": _cmd_ls, "leaderboard": _cmd_leaderboard, "data": _cmd_data,
-            "report": _cmd_report}
+            "report": _cmd_report, "compare": _cmd_compare}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -186,6 +186,8 @@ _BUILTINS: dict[str, dict[str, str]] = {
     "methods": {
         "random": "astrobench.methods.baselines:RandomEncoder",
         "pixels": "astrobench.methods.baselines:PixelPCA",
+        "constant": "astrobench.methods.baselines:Constant",
+        "colours": "astrobench.methods.classical:Colours",
         "mae": "astrobench.methods.mae:MAE",
         "mocov2": "astrobench.methods.mocov2:MoCoV2",
         "simclr": "astrobench.methods.simclr:SimCLR",
@@ -214,7 +216,11 @@ _BUILTINS: dict[str, dict[str, str]] = {
         "FL": "astrobench.augment.ops:RandomFlip",
         "MK": "astrobench.augment.ops:RandomMask",
     },
-    "probes": {},
+    "probes": {
+        "linear": "astrobench.tasks.probes:LinearProbe",
+        "knn": "astrobench.tasks.probes:KNNProbe",
+        "finetune": "astrobench.tasks.probes:FinetuneProtocol",
+    },
 }
 
 

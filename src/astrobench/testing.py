@@ -19,6 +19,7 @@ from astrobench.augment.pipeline import ViewPipeline
 from astrobench.datasets.base import DataSource
 from astrobench.methods.base import Method
 from astrobench.datasets.schema import SurveyData
+from astrobench.datasets.normalize import Normalizer
 from astrobench.tasks.base import EmbeddingInputs, Task, TaskResult
 
 
@@ -125,6 +126,50 @@ class TinyAutoencoder(Method):
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         return self.encoder(images).mean(dim=(2, 3))
+
+
+def flux_survey_batch(n: int = 8, image_size: int = 32, bands: tuple[str, ...] = ("u", "g", "r", "i", "z"),
+                      seed: int = 0) -> tuple[dict[str, Any], "Normalizer"]:
+    """A flux-space batch as the runner makes it (image, ivar, a few invalid pixels, PSF, E(B-V),
+    pixel scale) and the normaliser fitted on it: enough for every built-in augmentation."""
+    from astrobench.benchmark.batches import make_batch
+    from astrobench.datasets.normalize import Normalizer
+
+    data = make_tiny_survey(n, image_size, bands, seed)
+    data.mask[:, :, :2, :3] = True  # a flagged corner, as real cutouts have
+    data.image[data.mask] = 0.0
+    data.ivar[data.mask] = 0.0
+    return make_batch(data, np.arange(n)), Normalizer.fit(data)
+
+
+def check_training_step(method: str | type[Method], precision: str = "bf16", profile: str = "smoke",
+                        views: tuple[str, ...] | None = None, **options: Any) -> float:
+    """One full training step of a registered method (its default views, the ``profile``'s sizes)
+    on a small flux batch, forward under the autocast that ``train.precision`` selects and backward,
+    on the CPU: the same ops a GPU runs. Returns the loss; raises AssertionError when the loss or
+    a gradient is not finite or no parameter gets a gradient. Plugin authors call it in their tests.
+    """
+    from astrobench.registry import METHODS
+
+    cls = METHODS.get(method) if isinstance(method, str) else method
+    batch, normalizer = flux_survey_batch()
+    image_size = batch["image"].shape[-1]
+    pipeline = ViewPipeline(views if views is not None else cls.default_views, None, normalizer, image_size)
+    kwargs = {**cls.profiles.get(profile, {}), **options}
+    if cls.uses_labels:
+        kwargs.setdefault("num_classes", 3)
+        batch["target"] = torch.arange(batch["image"].shape[0]) % kwargs["num_classes"]
+    torch.manual_seed(0)
+    model = cls(in_chans=batch["image"].shape[1], image_size=image_size, views=pipeline, **kwargs)
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        loss = model.training_step(batch)["loss"]
+    assert torch.isfinite(loss), f"{cls.__name__}: non-finite loss {float(loss)} under {precision}"
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+    assert grads, f"{cls.__name__}: no parameter received a gradient"
+    assert all(bool(torch.isfinite(g).all()) for g in grads), f"{cls.__name__}: non-finite gradient under {precision}"
+    return float(loss.detach())
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: int = 300):

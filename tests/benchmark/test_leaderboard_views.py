@@ -38,18 +38,19 @@ CURVE_RECORDS = [
 def test_curves_view_has_budget_columns_in_numeric_order_and_method_rows():
     header, rows = md_table(render(CURVE_RECORDS, "md", view="curves"))
     assert header[:3] == ["rank", "method", "seeds"]
-    assert header[3:] == [f"dwarfs · linear · n={b} · accuracy" for b in ("50", "100", "400", "all")]
+    assert header[3:] == [f"dwarfs · linear · n={b} · accuracy ↑" for b in ("50", "100", "400", "all")]
     assert [r[1] for r in rows] == ["mae", "random"]
-    assert rows[0][3] == "**0.605 ± 0.0071**" and rows[0][6] == "**0.905 ± 0.0071**"  # mean ± std of 2 seeds
-    assert rows[1][3].startswith("0.555") and not rows[1][6].startswith("**")
+    # mean ± standard error of 2 seeds 0.01 apart: std 0.01·√2/2, SE = std/√2 = 0.005 -> 3 decimals (PDG rule)
+    assert rows[0][3] == "**0.605 ± 0.005**" and rows[0][6] == "**0.905 ± 0.005**"
+    assert rows[1][3] == "0.555 ± 0.005" and rows[1][6] == "0.615 ± 0.005"  # 0.05 apart: 7 SE, separable
 
 
 def test_curves_view_shows_the_budget_even_with_one_budget_and_the_table_view_sorts_numerically():
     one = [r for r in CURVE_RECORDS if r["label_budget"] == 100]
     header, _ = md_table(render(one, "md", view="curves"))
-    assert header[3:] == ["dwarfs · linear · n=100 · accuracy"]
+    assert header[3:] == ["dwarfs · linear · n=100 · accuracy ↑"]
     header, _ = md_table(render(one, "md"))
-    assert header[3:] == ["dwarfs · linear · accuracy"]
+    assert header[3:] == ["dwarfs · linear · accuracy ↑"]
     header, _ = md_table(render(CURVE_RECORDS, "md"))  # "100" would sort before "50" as text
     assert [h.split(" · ")[2] for h in header[3:]] == ["n=50", "n=100", "n=400", "n=all"]
 
@@ -91,11 +92,54 @@ def test_ablation_rows_are_tags_with_paired_change_against_full():
 
 def test_ablation_markdown_shows_score_and_signed_change():
     header, rows = md_table(render(ablation_records(), "md", view="ablation"))
-    assert header == ["#", "tag (simclr)", "seeds", "dwarfs · linear · accuracy", "Δ vs full"]
+    assert header == ["#", "tag (simclr)", "seeds", "dwarfs · linear · accuracy ↑", "Δ vs full"]
     by_tag = {r[1]: r for r in rows}
     assert by_tag["full"][4] == "(baseline)"
-    assert by_tag["-GN"][4] == "−0.04 ± 0.014" and by_tag["+PS"][4].startswith("+0.035")
+    # both changes are beyond 2 standard errors (-GN: SE = 0.014/√2 = 0.01 against |Δ| = 0.04): bold
+    assert by_tag["-GN"][4] == "**−0.04 ± 0.014**" and by_tag["+PS"][4].startswith("**+0.035")
     assert by_tag["+PS"][3].startswith("**0.845")
+
+
+def _boot(records, std):
+    for r in records:
+        r["bootstrap_std"] = {r["main_score"]: std}
+    return records
+
+
+def test_ablation_bolds_a_change_only_beyond_two_standard_errors():
+    # scores in eighths (exact in binary): -JC changes by +1/8 and -1/8 (mean 0, within noise); -GN by -1/8 twice
+    records = [rec("simclr", s, v, tag=t, config_hash=f"h-{t}")
+               for t, vals in (("full", (0.75, 0.875)), ("-JC", (0.875, 0.75)), ("-GN", (0.625, 0.75)))
+               for s, v in enumerate(vals)]
+    cells = {r["tag"]: r["scores"]["dwarfs · linear · accuracy"]
+             for r in json.loads(render(records, "json", view="ablation"))["rows"]}
+    assert cells["-JC"]["delta"] == 0.0 and cells["-JC"]["significant"] is False
+    assert cells["-JC"]["delta_se"] == pytest.approx(0.125)  # std of (+1/8, -1/8) = √2/8, over √2
+    # -GN: the per-seed change never varies and no result has a bootstrap: SE 0, any change is beyond it
+    assert cells["-GN"]["delta_se"] == 0.0 and cells["-GN"]["significant"] is True
+    _, rows = md_table(render(records, "md", view="ablation"))
+    by_tag = {r[1]: r for r in rows}
+    assert by_tag["-JC"][4] == "+0 ± 0.18" and by_tag["-GN"][4] == "**−0.125 ± 0**"
+    # with a bootstrap std b over the test objects on both variants: delta_se = sqrt(0 / 2 + b² + b²)
+    cells = {r["tag"]: r["scores"]["dwarfs · linear · accuracy"]
+             for r in json.loads(render(_boot(records, 0.04), "json", view="ablation"))["rows"]}
+    assert cells["-GN"]["delta_se"] == pytest.approx(math.sqrt(2) * 0.04)  # 2 SE = 0.113 < 0.125: significant
+    assert cells["-GN"]["significant"] is True
+    cells = {r["tag"]: r["scores"]["dwarfs · linear · accuracy"]
+             for r in json.loads(render(_boot(records, 0.05), "json", view="ablation"))["rows"]}
+    assert cells["-GN"]["delta_se"] == pytest.approx(math.sqrt(2) * 0.05)  # 2 SE = 0.141 > 0.125: noise
+    assert cells["-GN"]["significant"] is False
+    _, rows = md_table(render(_boot(records, 0.05), "md", view="ablation"))
+    assert {r[1]: r for r in rows}["-GN"][4] == "−0.125 ± 0"
+    # the scores carry the leaderboard's uncertainty: full, SE² = var(0.75, 0.875) / 2 + 0.05²
+    assert cells["full"]["se"] == pytest.approx(math.sqrt(0.0078125 / 2 + 0.05**2))
+
+
+def test_ablation_one_seed_without_bootstrap_is_never_significant():
+    records = [rec("simclr", 0, 0.8, tag="full"), rec("simclr", 0, 0.5, tag="-GN")]
+    cell = json.loads(render(records, "json", view="ablation"))["rows"][1]["scores"]["dwarfs · linear · accuracy"]
+    assert cell["delta"] == pytest.approx(-0.3) and cell["delta_se"] is None and cell["significant"] is False
+    assert "**" not in md_table(render(records, "md", view="ablation"))[1][1][4]
 
 
 def test_ablation_respects_lower_is_better_and_uses_the_untagged_run_without_full():
@@ -116,6 +160,8 @@ def test_ablation_unpaired_seeds_use_difference_of_means_and_combined_spread():
     cell = row["scores"]["dwarfs · linear · accuracy"]
     assert cell["paired"] is False and cell["delta"] == pytest.approx(-0.2)
     assert cell["delta_std"] == pytest.approx(math.sqrt(0.005 + 0.005))  # each variant's variance is 0.005
+    # unpaired standard error: each mean's SE² = 0.005 / 2 -> sqrt(0.0025 + 0.0025) = 0.0707 < |Δ| / 2
+    assert cell["delta_se"] == pytest.approx(math.sqrt(0.005)) and cell["significant"] is True
 
 
 def test_ablation_needs_one_method_and_a_baseline():
@@ -166,6 +212,6 @@ def test_cli_view_option(tmp_path):
 def test_ablation_leaves_out_columns_only_the_baseline_has():
     records = ablation_records() + [rec("simclr", 0, 0.3, tag="full", task="morphology")]
     header, _ = md_table(render(records, "md", view="ablation"))
-    assert header[3:] == ["dwarfs · linear · accuracy", "Δ vs full"]
+    assert header[3:] == ["dwarfs · linear · accuracy ↑", "Δ vs full"]
     header, rows = md_table(render(records, "md", view="ablation", task=["morphology"]))  # nothing else to show
-    assert header[3] == "morphology · linear · accuracy" and [r[1] for r in rows] == ["full"]
+    assert header[3] == "morphology · linear · accuracy ↑" and [r[1] for r in rows] == ["full"]

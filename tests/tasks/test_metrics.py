@@ -154,9 +154,14 @@ def test_binary_classification_by_hand():
     predicted = (score > 0.5).astype(int)  # [0, 0, 0, 1]
     # accuracy 3/4; AUC: positive-negative pairs ranked right: 0.35>0.1, 0.8>0.1, 0.8>0.4 (0.35<0.4) -> 3/4
     # F1 of class 1: TP 1, FP 0, FN 1 -> precision 1, recall 1/2 -> F1 2/3
+    # balanced accuracy: recall of class 0 2/2, of class 1 1/2 -> 3/4
     assert metrics.binary_classification_metrics(y, predicted, score) == pytest.approx(
-        {"accuracy": 0.75, "roc_auc": 0.75, "f1": 2 / 3}
+        {"accuracy": 0.75, "balanced_accuracy": 0.75, "roc_auc": 0.75, "f1": 2 / 3}
     )
+    # answering the majority class everywhere: accuracy is the majority's share, balanced accuracy 1/2
+    y = np.array([0, 0, 0, 1])
+    chance = metrics.binary_classification_metrics(y, np.zeros(4, int), np.full(4, 0.5))
+    assert chance["accuracy"] == 0.75 and chance["balanced_accuracy"] == 0.5
     # tied scores count a half in the AUC: all scores equal -> 0.5
     assert metrics.binary_classification_metrics(y, predicted, np.full(4, 0.3))["roc_auc"] == 0.5
 
@@ -183,3 +188,27 @@ def test_regression_by_hand():
         metrics.regression_metrics(np.ones(3), np.zeros(3))
     with pytest.raises(ValueError, match="no objects"):
         metrics.regression_metrics(np.array([]), np.array([]))
+
+
+def test_classification_metrics_match_scikit_learn():
+    """The NumPy implementations compute scikit-learn's definitions (ties, missing classes included)."""
+    from sklearn import metrics as skm
+
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        n = int(rng.integers(5, 300))
+        y = rng.integers(0, 2, n)
+        y[:2] = [0, 1]
+        score = np.round(rng.random(n), 1)  # coarse scores: many ties
+        predicted = rng.integers(0, 2, n) if trial % 3 else np.zeros(n, int)  # some never predict class 1
+        ours = metrics.binary_classification_metrics(y, predicted, score)
+        assert ours["accuracy"] == pytest.approx(skm.accuracy_score(y, predicted), abs=1e-15)
+        assert ours["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, predicted), abs=1e-15)
+        assert ours["roc_auc"] == pytest.approx(skm.roc_auc_score(y, score), abs=1e-12)
+        assert ours["f1"] == pytest.approx(skm.f1_score(y, predicted, zero_division=0.0), abs=1e-15)
+        truth, guess = rng.integers(0, 4, n), rng.integers(1, 5, n)  # class 0 never predicted, 4 never true
+        assert metrics.multiclass_metrics(truth, guess)["macro_f1"] == pytest.approx(
+            skm.f1_score(truth, guess, average="macro", zero_division=0.0), abs=1e-15)
+        labels = np.array([0, 1, 2, 7])  # a label absent from both, and classes 3, 4 left out
+        assert metrics.multiclass_metrics(truth, guess, labels)["macro_f1"] == pytest.approx(
+            skm.f1_score(truth, guess, labels=labels, average="macro", zero_division=0.0), abs=1e-15)

@@ -50,7 +50,7 @@ def test_majority_answers_by_hand():
 
 def test_default_questions_scores_and_directions():
     assert TASKS.get("morphology") is MorphologyTask
-    task = MorphologyTask(linear_backend="sklearn")
+    task = MorphologyTask()
     result = task.evaluate(_inputs(), protocol="linear", seed=0, label_budget=None)
     names = ["smooth_or_featured", "edge_on", "spiral", "bar", "merger"]
     for q in names:

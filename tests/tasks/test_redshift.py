@@ -41,7 +41,7 @@ def test_bins_by_hand():
 
 def test_linear_protocol_scores_pdf_and_predictions():
     assert TASKS.get("redshift") is RedshiftTask
-    task = RedshiftTask(n_bins=40, linear_backend="sklearn")
+    task = RedshiftTask(n_bins=40)
     result = task.evaluate(_inputs(), protocol="linear", seed=0, label_budget=None)
     assert set(result.scores) == {"sigma_mad", "eta_percent", "bias", "abs_bias", "crps"}
     assert set(result.scores) - {"bias"} == set(task.higher_is_better)
@@ -70,7 +70,7 @@ def test_knn_protocol_is_mean_of_neighbour_redshifts():
 
 
 def test_configurable_range_for_quasars():
-    task = RedshiftTask(n_bins=50, z_min=2.5, z_max=7.5, linear_backend="sklearn")
+    task = RedshiftTask(n_bins=50, z_min=2.5, z_max=7.5)
     result = task.evaluate(_inputs(z_low=2.75, z_high=7.1), protocol="linear", seed=0, label_budget=None)
     assert result.predictions["z_phot"].between(2.5, 7.5).all()
     assert result.scores["sigma_mad"] < 0.1
@@ -79,7 +79,7 @@ def test_configurable_range_for_quasars():
 
 
 def test_seeds_and_label_budgets():
-    task = RedshiftTask(n_bins=30, linear_backend="sklearn")
+    task = RedshiftTask(n_bins=30)
     data = _inputs()
     a = task.evaluate(data, protocol="linear", seed=0, label_budget=100)
     b = task.evaluate(data, protocol="linear", seed=0, label_budget=100)
@@ -115,7 +115,7 @@ def test_real_sdss_quasars_with_a_configured_range():
     n = len(z)
     inputs = EmbeddingInputs(colours, np.arange(n).astype(str), {"redshift": z},
                              {"train": np.arange(0, 200), "val": np.arange(200, 220), "test": np.arange(220, n)})
-    task = RedshiftTask(n_bins=60, z_min=2.5, z_max=7.5, linear_backend="sklearn")
+    task = RedshiftTask(n_bins=60, z_min=2.5, z_max=7.5)
     # high-redshift quasars drop out of the blue bands: missing magnitudes are a clear error, not a crash
     with pytest.raises(ValueError, match="embeddings hold NaN"):
         task.evaluate(inputs, protocol="linear", seed=0, label_budget=None)

@@ -50,8 +50,9 @@ class Augmentation(ABC):
 
     def draw_apply(self, batch_size: int, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
         """Bool (B,): which images this op touches. ``rand < p``, so p=1 always applies."""
-        u = torch.rand(batch_size, generator=generator, device="cpu")
-        return (u < self.p).to(device)
+        from astrobench.augment.functional import uniform
+
+        return uniform((batch_size,), 0.0, 1.0, generator, device) < self.p
 
     @abstractmethod
     def __call__(self, batch: AugBatch, generator: torch.Generator | None = None) -> AugBatch:

@@ -36,13 +36,18 @@ def uniform(
     generator: torch.Generator | None,
     device: torch.device | str,
 ) -> torch.Tensor:
-    """U[low, high) samples on ``device``, drawn on the generator's device (CPU if none is given).
+    """U[low, high) samples on ``device``, drawn on the generator's device, or on ``device`` from
+    its default generator when none is given.
 
-    Small parameter tensors are drawn on the generator's device and moved, so a CPU generator
-    reproduces the same parameters whatever device the batch is on.
+    A generator on another device than the batch (a CPU generator for a GPU batch) reproduces the
+    same parameters whatever device the batch is on, at the cost of a copy; without one nothing
+    crosses devices (a training step draws from the default generators, seeded per step).
     """
-    source = generator.device if generator is not None else torch.device("cpu")
-    u = torch.rand(shape, generator=generator, device=source).to(device)
+    device = torch.device(device)
+    if generator is None or generator.device == device:
+        u = torch.rand(shape, generator=generator, device=device)
+    else:
+        u = torch.rand(shape, generator=generator, device=generator.device).to(device, non_blocking=True)
     return low + (high - low) * u
 
 
@@ -101,12 +106,16 @@ def sampling_matrix(angle_deg: torch.Tensor, shift_pix: torch.Tensor, flip: torc
     return rotation_flip_matrix(angle_deg, flip) @ translation_matrix(shift_pix)
 
 
-def any_true(mask: torch.Tensor) -> bool:
-    """``bool(mask.any())`` for a bool tensor (one host sync). On CPU NumPy's (one thread, as fast as
-    torch's two, which would then spin against the compiled kernels); elsewhere read as bytes."""
-    if mask.device.type == "cpu":
-        return bool(mask.numpy().any())
-    return bool(mask.view(torch.uint8).any())
+def may_be_true(flags: torch.Tensor) -> bool:
+    """False only when ``flags`` (bool) is known to hold no True: the caller may then skip work.
+
+    On a CPU the answer is exact (reading memory is all it costs). On a GPU it is True without
+    looking: reading the answer would make the host wait for the device at every call, which costs
+    more than the work it could skip (that work gives the same result on all-False flags).
+    """
+    if flags.device.type == "cpu":
+        return bool(flags.numpy().any())
+    return True
 
 
 def _pack_invalid_bits(mask: torch.Tensor) -> torch.Tensor:
@@ -144,9 +153,8 @@ def resample(
     """Bilinear resampling of a batch through per-image sampling matrices, in one pass.
 
     ``matrix`` (B, 3, 3) maps output offsets to input offsets in pixels (see :func:`sampling_matrix`);
-    ``out_size`` is (height, width) of the output, centred like the input. On CPU one compiled
-    pass (``cpu_kernels.resample``) does it all; elsewhere image and ``ivar`` travel through a single
-    ``grid_sample`` call (:func:`resample_grid_sample`). The mask uses the *any-invalid* rule: an
+    ``out_size`` is (height, width) of the output, centred like the input. Image and ``ivar``
+    travel through a single ``grid_sample`` call (:func:`resample_grid_sample`). The mask uses the *any-invalid* rule: an
     output pixel is invalid in band ``b`` when a row or column of its bilinear footprint that
     carries more than ``RESAMPLE_WEIGHT_TOLERANCE`` of the weight lies outside the image or holds
     a pixel invalid in ``b``. Invalid output pixels hold 0 in image and ivar. ``ivar`` is
@@ -162,12 +170,8 @@ def resample(
     matrix = matrix.to(device=image.device, dtype=torch.float32)
     if extra is not None:
         matrix = matrix @ translation_matrix(extra.to(image.device))
-    if mask is not None and not any_true(mask):
-        mask = None  # nothing invalid inside (the usual case): only the borders matter (one sync)
-    if _resample_on_cpu_kernel(image):
-        from astrobench.augment import cpu_kernels  # one pass, no grid in memory: faster than grid_sample
-
-        return cpu_kernels.resample(image, matrix, (out_h, out_w), mask, ivar, RESAMPLE_WEIGHT_TOLERANCE, scale)
+    if mask is not None and not may_be_true(mask):
+        mask = None  # nothing invalid inside (the usual case): only the borders matter
     out_image, out_mask, out_ivar = resample_grid_sample(image, matrix, (out_h, out_w), mask, ivar)
     if scale is not None:  # the outputs are new tensors: scaled in place
         factors = scale.to(device=image.device, dtype=image.dtype).view(*scale.shape, 1, 1)
@@ -175,10 +179,6 @@ def resample(
         if out_ivar is not None:
             out_ivar.div_(factors.square())
     return out_image, out_mask, out_ivar
-
-
-def _resample_on_cpu_kernel(image: torch.Tensor) -> bool:
-    return image.device.type == "cpu" and image.dtype in (torch.float32, torch.float64)
 
 
 def resample_grid_sample(
@@ -194,10 +194,11 @@ def resample_grid_sample(
     out_h, out_w = out_size
     # grid_sample works in normalised coordinates (align_corners=False): g = 2 x / W for inputs and
     # u = v * W_out / 2 for outputs, so theta = diag(2/W, 2/H) S diag(W_out/2, H_out/2).
-    in_scale = torch.tensor([2.0 / width, 2.0 / height], device=image.device)
-    out_scale = torch.tensor([out_w / 2.0, out_h / 2.0], device=image.device)
-    linear = matrix[:, :2, :2] * in_scale.view(1, 2, 1) * out_scale.view(1, 1, 2)  # (B, 2, 2)
-    offset = matrix[:, :2, 2] * in_scale  # (B, 2)
+    # scalars, not small tensors: a tensor made from host numbers is a copy the host waits for
+    in_x, in_y, out_x, out_y = 2.0 / width, 2.0 / height, out_w / 2.0, out_h / 2.0
+    linear = torch.stack([matrix[:, 0, :2] * in_x, matrix[:, 1, :2] * in_y], dim=1)
+    linear = torch.stack([linear[:, :, 0] * out_x, linear[:, :, 1] * out_y], dim=2)  # (B, 2, 2)
+    offset = torch.stack([matrix[:, 0, 2] * in_x, matrix[:, 1, 2] * in_y], dim=1)  # (B, 2)
     # affine_grid's grid, theta [v_x, v_y, 1], built as a sum of a per-column and a per-row term:
     # on CPU its batched matrix product costs several times this broadcast add
     v_x = (torch.arange(out_w, device=image.device) * 2 + 1 - out_w) / out_w  # pixel centres in [-1, 1]
@@ -275,14 +276,14 @@ def gaussian_kernels_1d(sigma_pix: torch.Tensor, radius: int) -> torch.Tensor:
     own_radius = torch.ceil(BLUR_RADIUS_SIGMAS * sigma).clamp_min(MIN_BLUR_RADIUS)  # blur_radius, per kernel
 
     # exp(-t) I_n(t) = sum_k (t/2)^(2k+n) / (k! (k+n)!) * exp(-t), summed in log space; t < 1 needs
-    # few terms (the k-th term shrinks like (t/2)^(2k) / k!^2). Only for the narrow kernels: at
-    # sigma = 0 both forms are exactly the identity.
-    narrow = ((sigma > 0) & (sigma < SMALL_SIGMA_PIX)).nonzero().squeeze(1)
-    t = (sigma[narrow] ** 2).view(-1, 1, 1)
+    # few terms (the k-th term shrinks like (t/2)^(2k) / k!^2). Used for the narrow kernels (at
+    # sigma = 0 both forms are exactly the identity); computed for all, selected without a sync.
+    narrow = (sigma > 0) & (sigma < SMALL_SIGMA_PIX)
+    t = (sigma.clamp_max(SMALL_SIGMA_PIX) ** 2).view(-1, 1, 1)
     order = taps.abs().view(1, -1, 1)
     k = torch.arange(16, dtype=torch.float64, device=sigma.device).view(1, 1, -1)
     log_terms = torch.xlogy(2 * k + order, t / 2) - torch.lgamma(k + 1) - torch.lgamma(k + order + 1) - t
-    kernels = kernels.index_copy(0, narrow, torch.exp(log_terms).sum(dim=-1))
+    kernels = torch.where(narrow.view(-1, 1), torch.exp(log_terms).sum(dim=-1), kernels)
 
     kernels = torch.where(taps.abs().view(1, -1) <= own_radius.view(-1, 1), kernels, torch.zeros((), dtype=kernels.dtype, device=kernels.device))
     kernels = kernels / kernels.sum(dim=1, keepdim=True)
@@ -304,8 +305,7 @@ def gaussian_blur_fwhm(image: torch.Tensor, fwhm_pix: torch.Tensor, radius: int 
 
     ``fwhm_pix`` is (B,) (one width per image) or (B, C) (per band); planes with a FWHM of 0 are
     copied unchanged. Separable, with zero padding (sky-subtracted images have a sky level of 0),
-    so flux within ``radius`` of the border partly leaves the image. On CPU a compiled kernel
-    (``cpu_kernels.gaussian_blur``) runs both passes per plane; elsewhere each axis is a batched
+    so flux within ``radius`` of the border partly leaves the image. Each axis is a batched
     matrix product with a banded (Toeplitz) matrix holding the 1-D kernel, ``T_H x T_W^T``, which
     for stamps runs several times faster than a grouped convolution with a kernel per plane.
     ``radius`` defaults to :func:`blur_radius` of the widest kernel (one host sync).
@@ -318,14 +318,10 @@ def gaussian_blur_fwhm(image: torch.Tensor, fwhm_pix: torch.Tensor, radius: int 
     # one kernel per distinct width: per image when the bands share it
     kernels = gaussian_kernels_1d(sigma.reshape(-1), radius).view(batch, sigma.shape[1], -1).expand(batch, channels, -1)
     sigma = sigma.expand(batch, channels)
-    if image.device.type == "cpu" and image.dtype == torch.float32:
-        from astrobench.augment import cpu_kernels
-
-        return cpu_kernels.gaussian_blur(image, kernels, sigma > 0)
-    blurred_images = (sigma > 0).any(dim=1).nonzero().squeeze(1)
-    kernels = kernels[blurred_images].to(image.dtype)
-    blurred = _banded(kernels, height, radius) @ image.index_select(0, blurred_images) @ _banded(kernels, width, radius).transpose(-1, -2)
-    return image.index_copy(0, blurred_images, blurred)
+    # every plane, the unblurred ones through the identity kernel (exact): choosing the blurred
+    # images first would make the host wait for the device
+    kernels = kernels.to(image.dtype)
+    return _banded(kernels, height, radius) @ image @ _banded(kernels, width, radius).transpose(-1, -2)
 
 
 def _banded(kernels: torch.Tensor, size: int, radius: int) -> torch.Tensor:
@@ -382,13 +378,13 @@ def noise_sigma(
     Medians are lower medians (``torch.nanmedian``'s). A band with no valid pixel at all gets 0.
     """
     batch, channels = image.shape[:2]
-    if mask is not None and not any_true(mask):
+    if mask is not None and not may_be_true(mask):
         mask = None  # the usual case: no validity test per pixel
     valid = None if mask is None else ~mask.reshape(batch, channels, -1)[..., ::stride]
     if ivar is not None:
         median_ivar = masked_median(ivar.reshape(batch, channels, -1)[..., ::stride], valid, positive_only=True)
         sigma = torch.rsqrt(median_ivar)  # NaN where a band has no usable ivar
-        if bool(torch.isfinite(sigma).all()):  # the common case: no MAD needed (one host sync)
+        if not may_be_true(~torch.isfinite(sigma)):  # the common case: no MAD needed
             return sigma
     values = image.reshape(batch, channels, -1)[..., ::stride]
     centre = masked_median(values, valid).unsqueeze(-1)
@@ -400,12 +396,7 @@ def noise_sigma(
 
 def masked_median(values: torch.Tensor, valid: torch.Tensor | None = None, positive_only: bool = False) -> torch.Tensor:
     """Lower median along the last axis over the values that are not NaN, are ``valid`` (when
-    given) and, with ``positive_only``, are > 0; NaN where none is. On CPU one compiled pass
-    (``cpu_kernels.masked_median``, selection; torch's nanmedian sorts), elsewhere ``nanmedian``."""
-    if values.device.type == "cpu" and values.dtype == torch.float32 and values.shape[-1] > 0:
-        from astrobench.augment import cpu_kernels
-
-        return cpu_kernels.masked_median(values, valid, positive_only)
+    given) and, with ``positive_only``, are > 0; NaN where none is (``torch.nanmedian``)."""
     usable = ~torch.isnan(values)
     if valid is not None:
         usable &= valid
@@ -430,32 +421,18 @@ def add_gaussian_noise(
     inverse variance (:func:`add_variance_to_ivar`). ``sigma_add`` is (B, C); planes where it is 0
     keep their pixels. Invalid pixels (``mask`` True) become 0.
 
-    On CPU both come from one compiled pass (``cpu_kernels``: parallel Box-Muller, keyed per image
-    from ``generator``; eager ``torch.randn`` costs more there than the rest of the op); elsewhere
-    from ``torch.randn`` on the batch's device, drawn only for the images with noise to add.
+    The noise is ``torch.randn`` from ``generator`` (see :func:`standard_normal`).
     """
-    if mask is not None and not any_true(mask):
+    if mask is not None and not may_be_true(mask):
         mask = None
-    if image.device.type == "cpu" and image.dtype == torch.float32:
-        from astrobench.augment import cpu_kernels  # numba: compiled on first use
-
-        return cpu_kernels.add_gaussian_noise(image, sigma_add, integer_seeds(image.shape[0], generator), mask, ivar)
-    noisy_images = (sigma_add > 0).any(dim=1).nonzero().squeeze(1)
-    sigma = sigma_add.to(device=image.device, dtype=image.dtype)[noisy_images]
-    noise = standard_normal((noisy_images.numel(), *image.shape[1:]), generator, image.device).to(image.dtype)
-    # the fresh noise tensor holds the result (same sum as image + noise * sigma, no temporaries)
-    noisy = noise.mul_(sigma.view(*sigma.shape, 1, 1)).add_(image.index_select(0, noisy_images))
-    out = image.index_copy(0, noisy_images, noisy)
+    sigma = sigma_add.to(device=image.device, dtype=image.dtype)
+    # noise for every plane (times 0 where none is added: the pixels stay exact): choosing the
+    # noisy images first would make the host wait for the device
+    noise = standard_normal(tuple(image.shape), generator, image.device).to(image.dtype)
+    out = noise.mul_(sigma.view(*sigma.shape, 1, 1)).add_(image)  # the fresh tensor holds the result
     if mask is not None:
         out.masked_fill_(mask, 0.0)
     return out, (None if ivar is None else add_variance_to_ivar(ivar, sigma_add**2))
-
-
-def integer_seeds(count: int, generator: torch.Generator | None) -> torch.Tensor:
-    """(count,) int64 seeds on the CPU, drawn from ``generator`` (on any device) or the default one."""
-    source = generator.device if generator is not None else torch.device("cpu")
-    info = torch.iinfo(torch.int64)
-    return torch.randint(info.min, info.max, (count,), generator=generator, device=source, dtype=torch.int64).cpu()
 
 
 def add_variance_to_ivar(ivar: torch.Tensor, extra_variance: torch.Tensor) -> torch.Tensor:
@@ -464,7 +441,7 @@ def add_variance_to_ivar(ivar: torch.Tensor, extra_variance: torch.Tensor) -> to
     extra = extra_variance.to(ivar.dtype).view(*extra_variance.shape, 1, 1)
     out = torch.mul(ivar, extra).add_(1.0)
     torch.div(ivar, out, out=out)  # ivar / (1 + ivar * extra), in the temporary's memory
-    if ivar.numel() and not bool(ivar.amin() >= 0):  # a negative or NaN ivar: rare, and slower
+    if may_be_true(~(ivar >= 0)):  # a negative or NaN ivar
         out = torch.where(ivar > 0, out, torch.zeros_like(out))
     return out
 

@@ -228,7 +228,7 @@ class GaussianNoise(Augmentation):
         image = batch["image"]
         size, channels, device = image.shape[0], image.shape[1], image.device
         mask, ivar = batch.get("mask"), batch.get("ivar")
-        if mask is not None and not AF.any_true(mask):
+        if mask is not None and not AF.may_be_true(mask):
             mask = None  # checked once here for both steps below
         apply = self.draw_apply(size, device, generator)
         current = AF.noise_sigma(image, mask, ivar)
@@ -269,19 +269,21 @@ class GalacticReddening(PlaneScaleAugmentation):
             raise ValueError(f"GalacticReddening: ebv_max must be >= 0, got {ebv_max}")
         self.ebv_max = float(ebv_max)
         self.survey = survey
-        self._coefficients: dict[tuple[str, ...], torch.Tensor] = {}
+        self._coefficients: dict[tuple[tuple[str, ...], str], torch.Tensor] = {}
 
-    def coefficients(self, bands: tuple[str, ...]) -> torch.Tensor:
-        """(C,) extinction coefficients R_b = A_b / E(B-V) of ``bands`` (cached per band tuple)."""
-        bands = tuple(bands)
-        if bands not in self._coefficients:
-            self._coefficients[bands] = torch.tensor(extinction_coefficients(bands, self.survey), dtype=torch.float32)
-        return self._coefficients[bands]
+    def coefficients(self, bands: tuple[str, ...], device: torch.device | str = "cpu") -> torch.Tensor:
+        """(C,) extinction coefficients R_b = A_b / E(B-V) of ``bands`` on ``device`` (cached per
+        band tuple and device: a copy to a GPU per call would make the host wait for it)."""
+        key = (tuple(bands), str(device))
+        if key not in self._coefficients:
+            values = extinction_coefficients(tuple(bands), self.survey)
+            self._coefficients[key] = torch.tensor(values, dtype=torch.float32).to(device)
+        return self._coefficients[key]
 
     def plane_factors(self, batch: AugBatch, generator: torch.Generator | None = None) -> tuple[torch.Tensor, AugBatch]:
         image = batch["image"]
         size, device = image.shape[0], image.device
-        coeffs = self.coefficients(tuple(_require(batch, "bands", "GR"))).to(device)
+        coeffs = self.coefficients(tuple(_require(batch, "bands", "GR")), device)
         old_ebv = torch.nan_to_num(_require(batch, "ebv", "GR").to(device=device, dtype=torch.float32), nan=0.0)
         apply = self.draw_apply(size, device, generator)
         new_ebv = AF.uniform((size,), 0.0, self.ebv_max, generator, device)
@@ -322,16 +324,16 @@ class PSFSmoothing(Augmentation):
         extra_pix = extra_arcsec / pixel_scale
 
         out = dict(batch)
-        if bool(apply.any()):
-            radius = AF.blur_radius(float(extra_pix.max()) / AF.FWHM_PER_SIGMA)
-            blurred = AF.gaussian_blur_fwhm(image, extra_pix, radius)  # copies the images not chosen
-            mask = batch.get("mask")
-            if mask is not None and AF.any_true(mask):
-                blurred.masked_fill_(mask, 0.0)
-            out["image"] = blurred
-            if batch.get("ivar") is not None:
-                variance_factor = AF.blur_variance_factor(extra_pix, radius).view(size, 1, 1, 1)
-                out["ivar"] = batch["ivar"] / variance_factor.to(batch["ivar"].dtype)
+        # the kernel length is a shape, so the widest kernel is read on the host: the op's one sync
+        radius = AF.blur_radius(float(extra_pix.max()) / AF.FWHM_PER_SIGMA)
+        blurred = AF.gaussian_blur_fwhm(image, extra_pix, radius)  # identity kernels where not chosen
+        mask = batch.get("mask")
+        if mask is not None and AF.may_be_true(mask):
+            blurred.masked_fill_(mask, 0.0)
+        out["image"] = blurred
+        if batch.get("ivar") is not None:
+            variance_factor = AF.blur_variance_factor(extra_pix, radius).view(size, 1, 1, 1)
+            out["ivar"] = batch["ivar"] / variance_factor.to(batch["ivar"].dtype)
         if batch.get("psf_fwhm") is not None:
             out["psf_fwhm"] = AF.add_fwhm_in_quadrature(batch["psf_fwhm"], extra_arcsec.view(size, 1).to(batch["psf_fwhm"].dtype))
         return out  # type: ignore[return-value]

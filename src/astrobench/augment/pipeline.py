@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import functools
+from typing import Any, Callable, Sequence, TypeVar
 
 import torch
 
 from astrobench.augment.base import Augmentation, AugBatch
-from astrobench.augment.functional import any_true
+from astrobench.augment.functional import may_be_true
 from astrobench.augment.ops import GeometricAugmentation, PlaneScaleAugmentation, apply_geometry, scale_planes
 from astrobench.datasets.normalize import Normalizer
 from astrobench.registry import AUGMENTATIONS
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _outside_autocast(method: _F) -> _F:
+    """Run a pipeline method in the batch's own precision, even inside a training step's autocast:
+    the augmentations are flux arithmetic (noise levels, resampling weights), not matrix work that
+    bf16 speeds up, and autocast would hand their ops operands of mixed dtypes."""
+
+    @functools.wraps(method)
+    def wrapper(self: "ViewPipeline", batch: AugBatch, *args: Any, **kwargs: Any) -> Any:
+        with torch.autocast(device_type=batch["image"].device.type, enabled=False):
+            return method(self, batch, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class ViewPipeline:
@@ -60,6 +77,12 @@ class ViewPipeline:
             "out_size": self.out_size,
         }
 
+    @property
+    def needs_ivar(self) -> bool:
+        """Whether any op reads the inverse variance: a batch for views needs none otherwise."""
+        return any(op.reads_ivar for op in self.ops)
+
+    @_outside_autocast
     def __call__(self, batch: AugBatch, generator: torch.Generator | None = None) -> torch.Tensor:
         """A random view: (B, C, out_size, out_size) normalised images."""
         batch = self.augment(batch, generator, keep_ivar=False)
@@ -83,7 +106,7 @@ class ViewPipeline:
         # a mask with nothing invalid (the usual case) leaves the batch here, checked once: every op
         # would otherwise test it again (a pass over the batch each); an all-False mask comes back
         # at the end if no op made a new one
-        empty_mask = batch.get("mask") is not None and not any_true(batch["mask"])
+        empty_mask = batch.get("mask") is not None and not may_be_true(batch["mask"])
         if empty_mask:
             batch = {key: value for key, value in batch.items() if key != "mask"}  # type: ignore[assignment]
         last_reader = max((i for i, op in enumerate(self.ops) if op.reads_ivar), default=-1)
@@ -130,9 +153,12 @@ class ViewPipeline:
         # centre_crop keeps rows top..top+out of the op chain's output: its centre lies
         # top + out/2 - height/2 px (0 or -1/2) from the chain's centre
         offset = [((n - self.out_size) // 2) + self.out_size / 2 - n / 2 for n in (width, height)]
-        extra = torch.tensor(offset, dtype=torch.float32, device=matrix.device).expand(matrix.shape[0], 2)
+        # filled on the device: a tensor made from host numbers is a copy the host waits for
+        extra = torch.empty(matrix.shape[0], 2, dtype=torch.float32, device=matrix.device)
+        extra[:, 0], extra[:, 1] = offset
         return apply_geometry(batch, matrix, (self.out_size, self.out_size), extra_offset=extra, plane_scale=plane_scale)
 
+    @_outside_autocast
     def eval_view(self, batch: AugBatch) -> torch.Tensor:
         """The deterministic view for embedding: normalised, centre-cropped, no augmentation."""
         return self.finish(batch)

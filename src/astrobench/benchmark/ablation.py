@@ -2,7 +2,11 @@
 
 Each variant is an ordinary run of the same method with another list of views, stored as a
 leaderboard row tagged with the variant's name, so ablations are cached, resumable and shown by
-the leaderboard's ``ablation`` view (``leaderboard.ablation_table``) like everything else.
+the leaderboard's ``ablation`` view (``leaderboard.ablation_table``) like everything else. That
+table shows each variant's change Δ against ``full`` and bolds it only when it exceeds 2 standard
+errors of the change (the per-seed spread of Δ over the paired seeds and both variants' bootstrap
+over the test objects): most single-augmentation effects at a few seeds are within noise, and the
+table says so instead of crowning the largest one.
 
 Modes (for augmentations A1..An, in the given order):
 - ``leave-one-out``: ``full`` and ``-Ai`` (all but one);

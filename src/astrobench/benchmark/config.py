@@ -16,8 +16,11 @@ from typing import Any
 
 import yaml
 
-PROFILES = ("smoke", "quick", "paper")
+PROFILES = ("smoke", "quick", "gpu", "paper")
 OVERWRITE_MODES = ("only-missing", "always", "never")
+# `astrobench run` without --method: the baselines that train nothing (the untrained encoder, the
+# chance line, the classical photometric baseline)
+DEFAULT_METHODS = ("random", "constant", "colours")
 
 
 class ConfigError(ValueError):
@@ -38,6 +41,9 @@ class TrainConfig:
     grad_clip: float | None = None
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
     compile: bool = False
+    # how the step runs, not what it computes (left out of cache keys): "auto" = on a GPU
+    data_on_device: str | bool = "auto"  # training rows resident on the device when they fit
+    channels_last: str | bool = "auto"  # NHWC activations (tensor-core convolutions)
     checkpoint_every: int = 0  # steps; 0 = only at the end
     keep_checkpoints: int = 2
     deterministic: bool = False
@@ -48,6 +54,8 @@ class TrainConfig:
 PROFILE_TRAIN: dict[str, dict[str, Any]] = {
     "smoke": {"steps": 4, "batch_size": 16, "warmup_steps": 1, "log_every": 1},
     "quick": {"steps": 600, "batch_size": 128, "warmup_steps": 50},
+    # gpu: conclusions on one GPU, about 10 minutes a method (50,000 galaxies, 100 epochs)
+    "gpu": {"steps": 10_000, "batch_size": 512, "warmup_steps": 500, "log_every": 250},
     "paper": {"steps": 100_000, "batch_size": 256, "warmup_steps": 5000},
 }
 
@@ -62,7 +70,7 @@ class ViewsConfig:
 
 @dataclass
 class RunConfig:
-    methods: list[str] = field(default_factory=lambda: ["random"])
+    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
     tasks: list[str] = field(default_factory=lambda: ["redshift"])
     dataset: str = "synthetic"
     dataset_options: dict[str, Any] = field(default_factory=dict)

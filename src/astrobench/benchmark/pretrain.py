@@ -8,6 +8,7 @@ plus the optimizer, scheduler and RNG states that the checkpoint holds.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from astrobench.benchmark import checkpoints, distributed
-from astrobench.benchmark.batches import make_batch
+from astrobench.benchmark.batches import ResidentRows, fits_on_device, make_batch
 from astrobench.benchmark.config import TrainConfig
 from astrobench.datasets.schema import SurveyData
 from astrobench.methods.base import Method
@@ -46,14 +47,24 @@ class PretrainStats:
 def batch_indices(n: int, seed: int, step: int, global_batch: int, rank: int, world: int) -> np.ndarray:
     """Rows of step ``step`` for ``rank``: deterministic in (seed, step), independent of history."""
     start = step * global_batch
-    out = []
-    while len(out) < global_batch:
-        epoch, offset = divmod(start + len(out), n)
-        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        perm = torch.randperm(n, generator=g).numpy()
-        out.extend(perm[offset : offset + global_batch - len(out)].tolist())
+    parts, taken = [], 0
+    while taken < global_batch:
+        epoch, offset = divmod(start + taken, n)
+        part = _epoch_permutation(n, seed, epoch)[offset : offset + global_batch - taken]
+        parts.append(part)
+        taken += len(part)
     local = global_batch // world
-    return np.asarray(out[rank * local : (rank + 1) * local])
+    return np.concatenate(parts)[rank * local : (rank + 1) * local]
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+    # one permutation per epoch, drawn once: at 200,000 rows a permutation per step costs more
+    # host time than a GPU step
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=g).numpy()
+    perm.setflags(write=False)
+    return perm
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -106,6 +117,34 @@ def measure_flops_per_image(model: Method, batch: dict[str, Any], cfg: TrainConf
         torch.set_rng_state(rng)
 
 
+def resident_data(cfg: TrainConfig, data: SurveyData, n_rows: int, device: torch.device, with_ivar: bool) -> bool:
+    """Whether the training rows live on the device (``train.data_on_device``: auto = on a GPU
+    when they fit in half its free memory)."""
+    choice = _auto_flag(cfg.data_on_device, "train.data_on_device")
+    return fits_on_device(data, n_rows, device, with_ivar) if choice is None else choice
+
+
+def use_channels_last(cfg: TrainConfig, device: torch.device) -> bool:
+    """``train.channels_last``: auto = on a GPU (convolutions on tensor cores want NHWC)."""
+    choice = _auto_flag(cfg.channels_last, "train.channels_last")
+    return device.type == "cuda" if choice is None else choice
+
+
+def _auto_flag(value: str | bool, name: str) -> bool | None:
+    if value == "auto":
+        return None
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"{name} {value!r} is not one of ['auto', true, false]")
+
+
+def _to_device(positions: np.ndarray, device: torch.device) -> torch.Tensor:
+    index = torch.from_numpy(np.ascontiguousarray(positions, dtype=np.int64))
+    if device.type == "cuda":
+        index = index.pin_memory()  # the copy then leaves the host free to queue the step
+    return index.to(device, non_blocking=True)
+
+
 def peak_flops(device: torch.device) -> float | None:
     if device.type != "cuda":
         return None
@@ -136,6 +175,8 @@ def pretrain(
         torch.use_deterministic_algorithms(True)
     global_batch = cfg.batch_size
     model.to(device)
+    if use_channels_last(cfg, device):
+        model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, cfg, global_batch, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup_steps, cfg.steps))
@@ -152,9 +193,17 @@ def pretrain(
         checkpoints.set_rng_state(state["rng"])
         start_step = resumed = int(state["step"])
 
+    with_ivar = model.views.needs_ivar
+    resident = None
+    if resident_data(cfg, data, len(train_index), device, with_ivar):
+        resident = ResidentRows(data, train_index, device, with_ivar, targets)
+
     def batch_at(step: int) -> dict[str, Any]:
-        rows = train_index[batch_indices(len(train_index), seed, step, global_batch, rank, world)]
-        batch = make_batch(data, rows, device)
+        positions = batch_indices(len(train_index), seed, step, global_batch, rank, world)
+        if resident is not None:  # no host gather, no synchronous copy: the GPU never waits
+            return resident.batch(_to_device(positions, device))
+        rows = train_index[positions]
+        batch = make_batch(data, rows, device, with_ivar=with_ivar)
         if targets is not None:
             batch["target"] = torch.as_tensor(targets[rows], dtype=torch.long, device=device)
         return batch
@@ -198,7 +247,7 @@ def pretrain(
         max_norm = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
         finite = torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)
-        first_bad = torch.where(~finite & (first_bad < 0), torch.tensor(step, device=device), first_bad)
+        first_bad = torch.where(~finite & (first_bad < 0), step, first_bad)  # no host sync
         optimizer.step()  # a non-finite step is caught at the next check, before any write
         scheduler.step()
         model.on_step_end(step, cfg.steps)

@@ -24,6 +24,7 @@ import torch
 import astrobench
 from astrobench.augment.pipeline import ViewPipeline
 from astrobench.benchmark import checkpoints, distributed
+from astrobench.benchmark.flags import result_flags
 from astrobench.benchmark.batches import make_batch
 from astrobench.benchmark.config import ConfigError, RunConfig, TrainConfig, config_to_dict
 from astrobench.benchmark.pretrain import PretrainStats, pretrain
@@ -35,10 +36,11 @@ from astrobench.datasets.schema import SurveyData
 from astrobench.datasets.splits import split_indices
 from astrobench.methods.base import Method
 from astrobench.registry import DATASETS, METHODS, TASKS, load_plugin
-from astrobench.tasks.base import EmbeddingInputs, FinetuneInputs, Task
+from astrobench.tasks.base import EmbeddingInputs, FinetuneInputs, Task, bootstrap_std
+from astrobench.tasks.probes import needs_model
 
 # Bump a stage's version when its code changes what it produces: old cache entries stop matching.
-PRETRAIN_VERSION = "4"  # 2: the supervised baseline trains on Task.training_rows; 3: CPU noise from per-image ziggurat streams; 4: CPU noise by Box-Muller from hashed Weyl sequences, resampling weights in the image dtype, blur kernels cut at their own radius, reddening applied by the resampling
+PRETRAIN_VERSION = "5"  # 2: the supervised baseline trains on Task.training_rows; 3-4: CPU kernel changes; 5: one torch implementation of the augmentations on every device (numba kernels gone), noise and blur on every plane, parameters drawn on the batch's device
 EMBED_VERSION = "1"
 _CTOR_RESERVED = {"self", "in_chans", "image_size", "views"}
 
@@ -107,7 +109,7 @@ class MethodSpec:
 
     def identity(self) -> dict[str, Any]:
         train = asdict(self.train)
-        for cosmetic in ("log_every", "checkpoint_every", "keep_checkpoints", "compile"):
+        for cosmetic in ("log_every", "checkpoint_every", "keep_checkpoints", "compile", "data_on_device", "channels_last"):
             train.pop(cosmetic)
         return {
             "method": self.name,
@@ -372,11 +374,11 @@ class Runner:
                               "embeddings_file": f"embeddings/{embed_key}.npy"}
         if distributed.rank() != 0:
             return  # evaluation is cheap next to pretraining: rank 0 does it alone
-        inputs = EmbeddingInputs(embeddings, self.eval_data.object_id, self.eval_data.labels, self.eval_splits)
+        inputs = EmbeddingInputs(embeddings, self.eval_data.object_id, self.eval_data.labels, self.eval_splits, self.device)
         for job in jobs:
             t0 = time.perf_counter()
             with self.reporter.status(f"{spec.name} seed {seed}: {job.task_name} / {job.protocol}"):
-                if job.protocol == "finetune":
+                if needs_model(job.protocol):
                     fin = FinetuneInputs(copy.deepcopy(model), self.eval_data, self.eval_splits, self.device, cfg.profile)
                     result = job.task.finetune(fin, seed=seed, label_budget=job.label_budget)
                 else:
@@ -460,6 +462,9 @@ class Runner:
             "seed": seed,
             "tag": cfg.tag,
             "scores": {k: float(v) for k, v in result.scores.items()},
+            # "constant_predictions" / "loss_not_decreasing" (benchmark/flags.py); the leaderboard shows them
+            "flags": result_flags(result.predictions, stats.get("loss_curve")),
+            "bootstrap_std": bootstrap_std(task, result.predictions),  # std over resampled test objects
             "main_score": task.main_score,
             "higher_is_better": dict(task.higher_is_better),
             "details": result.details,
@@ -467,12 +472,22 @@ class Runner:
             "artifacts": dict(self._current_keys),  # relative to the cache folder
             "cache_dir": str(self.cache_dir),
             "eval_wall_time_s": eval_time,
-            "resolved_config": config_to_dict(cfg),
+            "resolved_config": resolved_run_config(cfg, spec),
             "versions": versions(),
             "device": device_name(self.device),
             "world_size": distributed.world_size(),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+
+
+def resolved_run_config(config: RunConfig, spec: MethodSpec) -> dict[str, Any]:
+    """The run configuration as this method ran it: ``train`` holds the method's resolved training
+    settings (profile sizes < the method's defaults < explicit YAML/CLI keys), not the dataclass
+    defaults; ``train_overrides`` (how they were reached) is left out."""
+    resolved = config_to_dict(config)
+    resolved.pop("train_overrides", None)
+    resolved["train"] = asdict(spec.train)
+    return resolved
 
 
 def load_pretrained(pretrain_dir: Path) -> Method:

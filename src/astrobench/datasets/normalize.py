@@ -8,7 +8,7 @@ list travels with the scales: applying a normaliser to data with other bands is 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ class Normalizer:
     bands: tuple[str, ...]
     scales: tuple[float, ...]
     is_flux: bool = True
+    # the scales as a tensor per (device, dtype): made once, since a tensor made from host numbers
+    # for a GPU is a copy the host waits for
+    _scale_tensors: dict = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     @classmethod
     def fit(cls, data: SurveyData, max_images: int = 2048, seed: int = 0) -> "Normalizer":
@@ -50,11 +53,10 @@ class Normalizer:
             )
 
     def __call__(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        if self.is_flux and image.device.type == "cpu" and image.dtype == torch.float32 and image.dim() == 4:
-            from astrobench.augment import cpu_kernels  # one compiled pass, correctly rounded
-
-            return cpu_kernels.scaled_asinh(image, self.scales, mask)
-        scales = torch.as_tensor(self.scales, dtype=image.dtype, device=image.device).view(1, -1, 1, 1)
+        key = (str(image.device), image.dtype)
+        if key not in self._scale_tensors:
+            self._scale_tensors[key] = torch.tensor(self.scales, dtype=image.dtype).view(1, -1, 1, 1).to(image.device)
+        scales = self._scale_tensors[key]
         out = image / scales  # a new tensor: the steps below may work in place on it
         if self.is_flux:
             out = fast_asinh(out, out=out)

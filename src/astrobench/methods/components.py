@@ -77,9 +77,11 @@ class Queue(nn.Module):
                 f"queue size {self.size} must be a multiple of the global batch {n} "
                 f"(keys per step over all processes)"
             )
-        start = int(self.ptr)
-        self.keys[start : start + n] = F.normalize(keys.to(self.keys.dtype), dim=1)
-        self.ptr.fill_((start + n) % self.size)
+        # slots ptr .. ptr + n - 1, addressed on the device: reading ptr on the host would wait
+        # for the GPU every step
+        slots = self.ptr + torch.arange(n, device=self.ptr.device)
+        self.keys.index_copy_(0, slots, F.normalize(keys.to(self.keys.dtype), dim=1))
+        self.ptr.add_(n).remainder_(self.size)
 
 
 # -- patches and masking (MAE) --------------------------------------------------------------------

@@ -31,12 +31,14 @@ class SimCLR(Method):
     profiles: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"backbone": "resnet10t", "backbone_options": TINY_RESNET, "proj_hidden_dim": 64, "proj_dim": 32},
         "quick": {"backbone": "resnet10t", "backbone_options": NARROW_RESNET, "proj_hidden_dim": 512, "proj_dim": 128},
+        "gpu": {"backbone": "resnet18", "proj_hidden_dim": 512, "proj_dim": 128},
         "paper": {},
     }
     training: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4},
         # quick: ~0.6 s/step at batch 64, 5x64x64, on 2 CPU cores -> ~2.5 min
         "quick": {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "steps": 250, "batch_size": 64, "warmup_steps": 25},
+        "gpu": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4},
         "paper": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4},
     }
     default_views: ClassVar[tuple[str, ...]] = ("RR", "JC", "GN", "GR", "PS")

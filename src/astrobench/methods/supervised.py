@@ -28,12 +28,14 @@ class Supervised(Method):
     profiles: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"backbone": "resnet10t", "backbone_options": TINY_RESNET},
         "quick": {"backbone": "resnet10t", "backbone_options": NARROW_RESNET},
+        "gpu": {"backbone": "resnet18"},
         "paper": {},
     }
     training: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05},
         # quick: ~0.4 s/step at batch 64, 5x64x64, on 2 CPU cores -> ~2 min
         "quick": {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 0.05, "steps": 300, "batch_size": 64, "warmup_steps": 30},
+        "gpu": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05, "steps": 3000},
         "paper": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05},
     }
     default_views: ClassVar[tuple[str, ...]] = ("RR", "JC")

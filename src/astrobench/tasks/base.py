@@ -1,8 +1,14 @@
 """The small interface every task shares (MTEB-style: metadata + evaluate on cached embeddings).
 
 A task never sees a model for its probe protocols: the runner embeds each dataset once per
-checkpoint and every task, protocol, label budget and seed reuses those embeddings. Fine-tuning is
-the one protocol that needs the model, and receives it through ``FinetuneInputs``.
+checkpoint and every task, protocol, label budget and seed reuses those embeddings. Probes are
+registered protocols (``tasks/probes.py``): a task says which target kinds it asks for
+(``probe_targets``), supplies targets, splits and scoring, and gets its probe by name
+(``Task.probe``); ``Task.protocol_problem`` is the one place that decides whether a task supports
+a protocol. Protocols that train the encoder (``finetune``: ``needs_model``) get the model through
+``FinetuneInputs`` and ``Task.finetune``.
+
+``Task.score`` re-scores a saved predictions frame; ``bootstrap_std`` resamples its test objects.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ if TYPE_CHECKING:  # keep `astrobench ls` free of torch
 
     from astrobench.datasets.schema import SurveyData
     from astrobench.methods.base import Method
+    from astrobench.tasks.probes import Probe
 
 
 @dataclass
@@ -44,6 +51,7 @@ class EmbeddingInputs:
     object_id: np.ndarray  # (N,) str
     labels: dict[str, np.ndarray]  # each (N,) or (N, K)
     splits: dict[str, np.ndarray]  # "train" / "val" / "test" -> row indices
+    device: "torch.device | str" = "cpu"  # where probes run (the run's device)
 
 
 @dataclass
@@ -65,7 +73,8 @@ class Task(ABC):
     required_labels: ClassVar[tuple[str, ...]] = ()
     main_score: ClassVar[str]
     higher_is_better: ClassVar[dict[str, bool]]
-    protocols: ClassVar[tuple[str, ...]] = ("linear", "knn")
+    # target kinds the task's probes fit ("classes", "values", "binned"; see probes.Target)
+    probe_targets: ClassVar[frozenset[str]] = frozenset()
     default_protocols: ClassVar[tuple[str, ...]] = ("linear",)
     # label budgets: None = every labelled training object
     supports_label_budget: ClassVar[bool] = True
@@ -73,11 +82,61 @@ class Task(ABC):
     def check_data(self, data: "SurveyData") -> None:
         data.require_labels(self.required_labels, who=f"task {self.registered_name!r}")
 
+    @property
+    def protocols(self) -> tuple[str, ...]:
+        """Every registered protocol this task supports (a task without probes may set its own tuple)."""
+        from astrobench.registry import PROBES
+
+        return tuple(name for name in PROBES.names() if self.protocol_problem(name) is None)
+
+    def protocol_problem(self, protocol: str) -> str | None:
+        """Why this task cannot run ``protocol``, or None when it can: the one place that decides.
+
+        A protocol that needs the model runs if the task implements ``finetune``; a probe on
+        embeddings runs if it handles every target kind in ``probe_targets``.
+        """
+        from astrobench.registry import PROBES
+
+        if protocol not in PROBES:
+            return "no such protocol is registered"
+        probe = PROBES.get(protocol)
+        if getattr(probe, "needs_model", False):
+            return None if type(self).finetune is not Task.finetune else "the task implements no fine-tuning"
+        if not self.probe_targets:
+            return "the task trains no probe"
+        missing = sorted(self.probe_targets - frozenset(getattr(probe, "handles", ())))
+        return f"probe {protocol!r} cannot fit targets of kind {missing}" if missing else None
+
     def check_protocol(self, protocol: str) -> None:
-        if protocol not in self.protocols:
+        supported = self.protocols
+        if protocol not in supported:
+            # a task with its own protocol tuple (no probes) has no registry reason to give
+            why = self.protocol_problem(protocol) if isinstance(getattr(type(self), "protocols"), property) else None
             raise ValueError(
-                f"task {self.registered_name!r} has no protocol {protocol!r}; it has {list(self.protocols)}"
+                f"task {self.registered_name!r} has no protocol {protocol!r}{f' ({why})' if why else ''}; "
+                f"it has {list(supported)}"
             )
+
+    def probe(self, protocol: str) -> "Probe":
+        """The registered probe ``protocol`` with this task's options for it: ``probe_defaults()``
+        (from the task's own parameters, e.g. ``C``) updated by ``probe_options[protocol]``."""
+        from astrobench.tasks.probes import make_probe, needs_model
+
+        self.check_protocol(protocol)
+        if needs_model(protocol):
+            raise ValueError(
+                f"task {self.registered_name!r}: protocol {protocol!r} trains the model; it runs through finetune(), not evaluate()"
+            )
+        options = {**self.probe_defaults().get(protocol, {}), **(getattr(self, "probe_options", None) or {}).get(protocol, {})}
+        return make_probe(protocol, options, who=f"task {self.registered_name!r}")
+
+    def probe_defaults(self) -> dict[str, dict[str, Any]]:
+        """Options the task's own parameters give each probe, e.g. ``{"knn": {"k": self.knn_k}}``."""
+        return {}
+
+    def score(self, predictions: "pd.DataFrame") -> dict[str, float]:
+        """Scores recomputed from a predictions frame (``TaskResult.predictions``) alone."""
+        raise NotImplementedError(f"task {self.registered_name!r} cannot re-score its predictions")
 
     @abstractmethod
     def evaluate(
@@ -108,3 +167,43 @@ class Task(ABC):
     def params(self) -> dict[str, Any]:
         """Constructor parameters, for result hashes and provenance."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+
+def bootstrap_std(task: Task, predictions: "pd.DataFrame | None", n_boot: int = 200, seed: int = 0) -> dict[str, float]:
+    """Standard deviation (ddof=1) of each score of ``task.score`` over ``n_boot`` bootstrap resamples.
+
+    The test objects are resampled with replacement: rows are grouped by ``object_id`` (a dwarf
+    probe has one row per object and draw, similarity search one row per query) and a drawn object
+    brings all its rows. Resamples that cannot be scored (e.g. one class drawn, so no ROC-AUC) are
+    left out. Returns {} when there are no predictions or the task cannot re-score them.
+    """
+    import pandas as pd
+
+    if n_boot < 2:
+        raise ValueError(f"bootstrap needs n_boot >= 2, got {n_boot}")
+    if predictions is None or len(predictions) == 0 or type(task).score is Task.score:
+        return {}
+    codes, uniques = pd.factorize(predictions["object_id"])
+    order = np.argsort(codes, kind="stable")  # rows of each object, contiguous
+    counts = np.bincount(codes, minlength=len(uniques))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rng = np.random.default_rng(seed)
+    samples: dict[str, list[float]] = {}
+    for _ in range(n_boot):
+        drawn = rng.integers(0, len(uniques), len(uniques))
+        lengths = counts[drawn]
+        # every row of every drawn object: its start plus 0..count-1
+        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        rows = order[np.repeat(starts[drawn], lengths) + offsets]
+        try:
+            scores = task.score(predictions.iloc[rows].reset_index(drop=True))
+        except ValueError:
+            continue
+        for key, value in scores.items():
+            samples.setdefault(key, []).append(float(value))
+    out = {}
+    for key, values in samples.items():
+        finite = np.asarray(values)[np.isfinite(values)]
+        if finite.size >= 2:
+            out[key] = float(np.std(finite, ddof=1))
+    return out

@@ -17,7 +17,9 @@ means over questions ``accuracy`` (the main score) and ``macro_f1``. Vote-fracti
 ``rmse_<f>`` per fraction column f, and their means ``r2`` and ``rmse``. ``vote_fractions=None``
 regresses every float-valued question label (so not a 0/1 ``ring``); ``()`` turns regression off.
 The ``finetune`` protocol trains one backbone with a two-way head per question and reports the
-classification scores only.
+classification scores only. Other registered probes run when they fit classes, and values too
+unless regression is off (``vote_fractions=()``). ``score`` recomputes every score from the
+predictions frame.
 
 Label budget: a subset of that many training galaxies is drawn (with the seed) among those that
 answer at least one question; each question then trains on the galaxies of the subset that have
@@ -38,18 +40,19 @@ from astrobench.tasks import metrics
 from astrobench.tasks.base import EmbeddingInputs, FinetuneInputs, Task, TaskResult
 from astrobench.tasks.finetune import finetune_classifier
 from astrobench.tasks.probes import (
+    CLASSES,
     KNN_K,
-    checked_embeddings,
+    VALUES,
+    Target,
     class_targets,
+    device_embeddings,
     draw_labelled_subset,
     fit_probe,
-    knn_classifier,
-    knn_regressor,
     labelled_mask,
-    linear_classifier,
+    probe_seed,
     repeat_seed,
     require_label,
-    ridge_regressor,
+    take,
 )
 
 MORPHOLOGY_CLASSES = ("elliptical", "lenticular", "spiral", "barred_spiral", "edge_on", "irregular", "merger")
@@ -129,7 +132,7 @@ class MorphologyTask(Task):
     main_score: ClassVar[str] = "accuracy"
     # per-question keys of other question sets follow the same prefixes (set per instance)
     higher_is_better: ClassVar[dict[str, bool]] = _directions(_DEFAULT, tuple(c for q in _DEFAULT for c in q.columns))
-    protocols: ClassVar[tuple[str, ...]] = ("linear", "knn", "finetune")
+    probe_targets: ClassVar[frozenset[str]] = frozenset({CLASSES, VALUES})
     default_protocols: ClassVar[tuple[str, ...]] = ("linear",)
 
     def __init__(
@@ -139,7 +142,7 @@ class MorphologyTask(Task):
         knn_k: int = KNN_K,
         C: float = 1.0,
         ridge_alpha: float = 1.0,
-        linear_backend: str = "auto",
+        probe_options: dict[str, dict[str, Any]] | None = None,
     ):
         parsed = tuple(_as_question(q) for q in questions)
         if not parsed:
@@ -152,7 +155,9 @@ class MorphologyTask(Task):
         self.knn_k = int(knn_k)
         self.C = float(C)
         self.ridge_alpha = float(ridge_alpha)
-        self.linear_backend = linear_backend
+        self.probe_options = {name: dict(options) for name, options in (probe_options or {}).items()}
+        # vote-fraction regression asks the probe for values as well as classes
+        self.probe_targets = frozenset({CLASSES} if self.vote_fractions == () else {CLASSES, VALUES})  # type: ignore[misc]
         columns = [c for q in parsed for c in q.columns] + list(self.vote_fractions or ())
         # instance values shadow the class defaults: the question set decides them
         self.required_labels = tuple(dict.fromkeys(columns))  # type: ignore[misc]
@@ -166,8 +171,11 @@ class MorphologyTask(Task):
             "knn_k": self.knn_k,
             "C": self.C,
             "ridge_alpha": self.ridge_alpha,
-            "linear_backend": self.linear_backend,
+            "probe_options": self.probe_options,
         }
+
+    def probe_defaults(self) -> dict[str, dict[str, Any]]:
+        return {"linear": {"C": self.C, "ridge_alpha": self.ridge_alpha}, "knn": {"k": self.knn_k}}
 
     def supervised_targets(self, labels: dict[str, np.ndarray]) -> tuple[np.ndarray, int]:
         """The ``morphology`` class index (one of ``MORPHOLOGY_CLASSES``; -1 = unknown)."""
@@ -206,35 +214,27 @@ class MorphologyTask(Task):
     def evaluate(
         self, inputs: EmbeddingInputs, *, protocol: str, seed: int, label_budget: int | None
     ) -> TaskResult:
-        self.check_protocol(protocol)
-        if protocol == "finetune":
-            raise ValueError("task 'morphology': the finetune protocol runs through finetune(), not evaluate()")
-        x = checked_embeddings(inputs.embeddings, len(inputs.object_id))
+        probe = self.probe(protocol)
+        x = device_embeddings(inputs)
         answers = self._answers(inputs.labels)
         subset = self._subset(inputs.splits, answers, label_budget, seed)
         test = self._test_rows(inputs.splits, answers)
+        x_test = take(x, test)
         predictions = pd.DataFrame({"object_id": inputs.object_id[test]})
-        scores: dict[str, float] = {}
-        details: dict[str, Any] = {"protocol": protocol, "n_train": {}, "n_test": {}}
+        details: dict[str, Any] = {"protocol": protocol, "probe": type(probe).__name__, "n_train": {}, "n_test": {}}
 
         for g, q in enumerate(self.questions):
             train_q = subset[answers[subset, g] >= 0]
             test_q = answers[test, g] >= 0
             if train_q.size == 0 or not test_q.any():
                 raise DataError(f"morphology question {q.name!r}: no labelled {'training' if train_q.size == 0 else 'test'} object")
-            if protocol == "linear":
-                prototype = linear_classifier(self.linear_backend, C=self.C, n_train=train_q.size)
-            else:
-                prototype = knn_classifier(self.knn_k)
             try:
-                probe = fit_probe(prototype, x[train_q], answers[train_q, g])
+                fitted = fit_probe(probe, take(x, train_q), Target.of_classes(answers[train_q, g], 2), seed=probe_seed(seed, g))
             except DataError as exc:
                 raise DataError(f"morphology question {q.name!r}: {exc}") from exc
-            p_yes = probe.predict_proba(x[test])[:, list(probe.classes_).index(1)]
-            predicted = np.asarray(probe.predict(x[test])).astype(np.int64)
-            self._score_question(q, answers[test, g], predicted, p_yes, scores, predictions)
+            prediction = fitted.predict(x_test)
+            self._record_question(q, answers[test, g], prediction.predicted_classes(), prediction.probabilities[:, 1], predictions)
             details["n_train"][q.name], details["n_test"][q.name] = int(train_q.size), int(test_q.sum())
-        self._average(scores, "accuracy", "macro_f1", [q.name for q in self.questions])
 
         fractions = self._fractions(inputs.labels)
         for name in fractions:
@@ -242,15 +242,32 @@ class MorphologyTask(Task):
             train_f, test_f = subset[np.isfinite(y[subset])], np.isfinite(y[test])
             if train_f.size == 0 or not test_f.any():
                 raise DataError(f"vote fraction {name!r}: no labelled {'training' if train_f.size == 0 else 'test'} object")
-            prototype = ridge_regressor(self.ridge_alpha) if protocol == "linear" else knn_regressor(self.knn_k)
-            predicted = fit_probe(prototype, x[train_f], y[train_f]).predict(x[test])
-            result = metrics.regression_metrics(y[test][test_f], predicted[test_f])
-            scores[f"r2_{name}"], scores[f"rmse_{name}"] = result["r2"], result["rmse"]
-            predictions[name], predictions[f"{name}_predicted"] = y[test], predicted
-        if fractions:
-            self._average(scores, "r2", "rmse", list(fractions))
+            fitted = fit_probe(probe, take(x, train_f), Target.of_values(y[train_f]), seed=probe_seed(seed, len(self.questions)))
+            predictions[name], predictions[f"{name}_predicted"] = y[test], fitted.predict(x_test).values
         details["vote_fractions"] = list(fractions)
-        return TaskResult(scores, predictions, details)
+        return TaskResult(self.score(predictions), predictions, details)
+
+    def score(self, predictions: pd.DataFrame) -> dict[str, float]:
+        """Per question (``label_<q>``, ``predicted_<q>``; -1 = unanswered) accuracy and macro-F1, per
+        vote fraction (``<f>``, ``<f>_predicted``; NaN = missing) R² and RMSE, and their means."""
+        scores: dict[str, float] = {}
+        questions = [q.name for q in self.questions if f"label_{q.name}" in predictions]
+        for name in questions:
+            truth, predicted = predictions[f"label_{name}"].to_numpy(), predictions[f"predicted_{name}"].to_numpy()
+            have = truth >= 0
+            result = metrics.multiclass_metrics(truth[have], predicted[have])
+            scores[f"accuracy_{name}"], scores[f"macro_f1_{name}"] = result["accuracy"], result["macro_f1"]
+        if questions:
+            self._average(scores, "accuracy", "macro_f1", questions)
+        fractions = [c for c in predictions.columns if f"{c}_predicted" in predictions.columns]
+        for name in fractions:
+            truth, predicted = predictions[name].to_numpy(np.float64), predictions[f"{name}_predicted"].to_numpy(np.float64)
+            have = np.isfinite(truth)
+            result = metrics.regression_metrics(truth[have], predicted[have])
+            scores[f"r2_{name}"], scores[f"rmse_{name}"] = result["r2"], result["rmse"]
+        if fractions:
+            self._average(scores, "r2", "rmse", fractions)
+        return scores
 
     def finetune(self, inputs: FinetuneInputs, *, seed: int, label_budget: int | None) -> TaskResult:
         answers = self._answers(inputs.data.labels)
@@ -263,19 +280,14 @@ class MorphologyTask(Task):
         keep = np.isin(out.eval_indices, test)
         rows = out.eval_indices[keep]
         predictions = pd.DataFrame({"object_id": inputs.data.object_id[rows]})
-        scores: dict[str, float] = {}
         for g, q in enumerate(self.questions):
             p_yes = out.probabilities[g][keep, 1]
-            self._score_question(q, answers[rows, g], (p_yes > 0.5).astype(np.int64), p_yes, scores, predictions)
-        self._average(scores, "accuracy", "macro_f1", [q.name for q in self.questions])
-        return TaskResult(scores, predictions, {"protocol": "finetune", **out.details(), "n_test": int(rows.size)})
+            self._record_question(q, answers[rows, g], (p_yes > 0.5).astype(np.int64), p_yes, predictions)
+        return TaskResult(self.score(predictions), predictions, {"protocol": "finetune", **out.details(), "n_test": int(rows.size)})
 
     @staticmethod
-    def _score_question(q: Question, truth: np.ndarray, predicted: np.ndarray, p_yes: np.ndarray,
-                        scores: dict[str, float], predictions: pd.DataFrame) -> None:
-        have = truth >= 0
-        result = metrics.multiclass_metrics(truth[have], predicted[have])
-        scores[f"accuracy_{q.name}"], scores[f"macro_f1_{q.name}"] = result["accuracy"], result["macro_f1"]
+    def _record_question(q: Question, truth: np.ndarray, predicted: np.ndarray, p_yes: np.ndarray,
+                         predictions: pd.DataFrame) -> None:
         predictions[f"label_{q.name}"] = truth
         predictions[f"predicted_{q.name}"] = predicted
         predictions[f"probability_{q.name}"] = p_yes

@@ -1,34 +1,67 @@
-"""Probes on frozen embeddings, and the labelled subsets they are trained on.
+"""Probes: registered evaluation protocols on frozen embeddings, in torch on the run's device.
 
-Every probe is a scikit-learn estimator. A task builds one *prototype* per protocol and fits
-``sklearn.base.clone(prototype)`` for every seed and draw (``fit_probe``), so no fitted state is
-ever shared between evaluations.
+A task says *what* to predict for its labelled training rows (a ``Target``: classes, continuous
+values, or values with bins), looks the probe up by name in the ``PROBES`` registry (``Task.probe``;
+plugins add their own with ``@register_probe("name")``), fits it and scores its ``Prediction``.
+A ``Probe`` holds options only: ``fit`` returns a new ``FittedProbe`` and never changes the probe,
+so every seed and draw fits from scratch (what ``clone()`` gave with scikit-learn). Embeddings
+arrive as a torch tensor on the run's device (``device_embeddings``) and stay there.
 
-- linear: ``StandardScaler`` + ``LogisticRegression`` (L2, lbfgs; multinomial over >2 classes);
-  ``TorchLinearProbe`` minimises the same objective with full-batch L-BFGS in torch, for large N
-  on a GPU (it agrees with the scikit-learn probe on small N; tested).
-- knn: k = 20 nearest neighbours by cosine distance (brute force, exact), majority vote or mean.
-- ridge: ``StandardScaler`` + ``Ridge`` for continuous targets (vote fractions).
+Built-in protocols:
+
+- ``linear``. Classes, and binned values (over their bins): logistic regression with an L2
+  penalty on features standardised with the training mean and population std (std 0 -> 1), the
+  objective of scikit-learn's ``StandardScaler`` + ``LogisticRegression(C)``:
+  ``mean_i log-loss_i + ||W||² / (2·C·n)``, intercept unpenalised, a softmax over more than two
+  classes and one sigmoid logit for two. Only the classes present in the training rows are fitted
+  (as scikit-learn does); absent classes get probability 0. Solved by full-batch L-BFGS (history
+  20, strong-Wolfe line search) and stopped, like scikit-learn's lbfgs, as soon as the largest
+  entry of the gradient of that objective is <= ``tol`` (1e-4), when the loss no longer changes
+  at machine precision, or after ``max_iter`` (1000) iterations. When it pays (many classes: the redshift bins), L-BFGS runs in a PCA-whitened basis
+  of the features (``W = V·diag(λ_j + 1/(C·n))^-1/2·W'``): a change of variables, so the minimiser
+  and the stopping test (taken in the original coordinates) are unchanged, with 2-3x fewer
+  iterations (directions without variance, e.g. dead features, are left out: the minimiser is 0
+  there). Values without bins: ridge regression (``StandardScaler`` + ``Ridge(alpha)``),
+  closed form in float64.
+- ``knn``. The k (20) cosine-nearest training objects, exact top-k by chunked matrix product
+  (``search.cosine_topk``, memory chunk x n_train). Classes: the neighbours' class fractions are
+  the probabilities (the predicted class is the most frequent, ties to the lower class, as
+  scikit-learn's ``KNeighborsClassifier``); values and binned values: the neighbours' mean value.
+- ``finetune``. Trains the encoder too, so it needs the model, not embeddings: ``needs_model``
+  tells the runner to hand the task a copy of the model, and the task's ``finetune`` runs it.
+
+Agreement with scikit-learn (``tests/tasks/test_probes.py``): solved tightly (``tol=1e-8``, float64)
+the linear probe's test probabilities are those of ``StandardScaler`` + ``LogisticRegression``
+(``tol=1e-10``) within 1e-5 (measured 1e-7 to 6e-6); at the defaults of both (float32 here) within
+0.03 (measured up to 0.016), with the same predicted class for >= 99% of objects and accuracies
+within 0.5 percentage points (a gradient tolerance of 1e-4 leaves a flat valley in which the two
+solvers stop at different points). Ridge agrees within
+1e-6; the kNN probe's probabilities and means are scikit-learn's exactly where no distances tie.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import inspect
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, clone, is_classifier
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from astrobench.datasets.schema import DataError
+from astrobench.registry import PROBES, register_probe
+from astrobench.tasks.search import cosine_topk
+
+if TYPE_CHECKING:
+    from astrobench.tasks.base import EmbeddingInputs
 
 KNN_K = 20
-LINEAR_BACKENDS = ("sklearn", "torch", "auto")
-# "auto" uses the torch probe on a GPU from this many training rows on; below, scikit-learn
-TORCH_AUTO_MIN_ROWS = 20_000
+# target kinds a task asks for and a probe declares it can fit (``Probe.handles``)
+CLASSES, VALUES, BINNED = "classes", "values", "binned"
+TARGET_KINDS = (CLASSES, VALUES, BINNED)
+_ROW_CHUNK = 1 << 16  # rows per block for float64 moments and Gram matrices (bounded memory)
 
 
 # -- labels --------------------------------------------------------------------------------------
@@ -106,153 +139,6 @@ def draw_labelled_subset(
     return np.sort(np.concatenate(chosen))
 
 
-# -- probes --------------------------------------------------------------------------------------
-
-
-def sklearn_linear_classifier(C: float = 1.0, max_iter: int = 1000) -> Pipeline:
-    """Standardised features, L2 logistic regression (multinomial softmax over more than 2 classes)."""
-    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
-
-
-def knn_classifier(k: int = KNN_K) -> KNeighborsClassifier:
-    return KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute")
-
-
-def knn_regressor(k: int = KNN_K) -> KNeighborsRegressor:
-    """Prediction = mean target of the k cosine-nearest training objects."""
-    return KNeighborsRegressor(n_neighbors=k, metric="cosine", algorithm="brute")
-
-
-def ridge_regressor(alpha: float = 1.0) -> Pipeline:
-    return make_pipeline(StandardScaler(), Ridge(alpha=alpha))
-
-
-def resolve_linear_backend(backend: str, n_train: int) -> str:
-    if backend not in LINEAR_BACKENDS:
-        raise ValueError(f"linear probe backend must be one of {LINEAR_BACKENDS}, got {backend!r}")
-    if backend == "auto":
-        return "torch" if torch.cuda.is_available() and n_train >= TORCH_AUTO_MIN_ROWS else "sklearn"
-    return backend
-
-
-def linear_classifier(backend: str = "sklearn", C: float = 1.0, n_train: int = 0) -> BaseEstimator:
-    """The linear-probe prototype for ``backend`` (``auto`` decided by ``n_train`` and the GPU)."""
-    if resolve_linear_backend(backend, n_train) == "torch":
-        return TorchLinearProbe(C=C)
-    return sklearn_linear_classifier(C=C)
-
-
-def fit_probe(prototype: BaseEstimator, features: np.ndarray, targets: np.ndarray) -> BaseEstimator:
-    """Fit a fresh ``clone`` of ``prototype``; a kNN probe's k is capped at the training-set size."""
-    estimator = clone(prototype)
-    if isinstance(estimator, (KNeighborsClassifier, KNeighborsRegressor)):
-        estimator.set_params(n_neighbors=min(estimator.n_neighbors, len(features)))
-    if is_classifier(estimator) and np.unique(targets).size < 2:
-        raise DataError(f"the labelled training subset holds a single class ({np.unique(targets)[0].item()!r}); a classifier needs two")
-    return estimator.fit(features, targets)
-
-
-class TorchLinearProbe(ClassifierMixin, BaseEstimator):
-    """Logistic regression with the objective of ``StandardScaler`` + ``LogisticRegression(C)``.
-
-    Minimises  C · Σ_i log-loss_i + ½ ||W||²  (intercept unpenalised) on standardised features,
-    by full-batch L-BFGS with a strong-Wolfe line search, stopping when the largest gradient entry
-    of the scaled objective is below ``tol`` (scikit-learn's lbfgs criterion on the same objective). Two classes use one logit (sigmoid),
-    more use a softmax, as scikit-learn does; the objective is divided by C·N (same minimiser,
-    better scaled). Features are standardised with the training mean and population std
-    (std 0 -> 1), as ``StandardScaler`` does.
-    """
-
-    def __init__(
-        self,
-        C: float = 1.0,
-        max_iter: int = 500,
-        tol: float = 1e-4,
-        device: str | None = None,
-        dtype: str = "float32",
-    ):
-        self.C = C
-        self.max_iter = max_iter
-        self.tol = tol
-        self.device = device
-        self.dtype = dtype
-
-    def _torch(self, x: np.ndarray) -> torch.Tensor:
-        device = torch.device(self.device) if self.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.as_tensor(np.asarray(x), dtype=getattr(torch, self.dtype), device=device)
-
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "TorchLinearProbe":
-        if not self.C > 0:
-            raise ValueError(f"C must be > 0, got {self.C}")
-        X = np.asarray(X)
-        self.classes_, y_index = np.unique(np.asarray(y), return_inverse=True)
-        if self.classes_.size < 2:
-            raise DataError(f"the labelled training subset holds a single class ({self.classes_[0].item()!r}); a classifier needs two")
-        x = self._torch(X)
-        mean = x.mean(dim=0)
-        std = x.std(dim=0, unbiased=False)
-        std = torch.where(std > 0, std, torch.ones_like(std))
-        x = (x - mean) / std
-        n, d = x.shape
-        n_outputs = 1 if self.classes_.size == 2 else self.classes_.size
-        weight = torch.zeros(d, n_outputs, dtype=x.dtype, device=x.device, requires_grad=True)
-        bias = torch.zeros(n_outputs, dtype=x.dtype, device=x.device, requires_grad=True)
-        target = torch.as_tensor(y_index, device=x.device)
-        penalty = 1.0 / (2.0 * self.C * n)
-
-        def loss_fn() -> torch.Tensor:
-            logits = x @ weight + bias
-            if n_outputs == 1:
-                data = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 0], target.to(x.dtype))
-            else:
-                data = torch.nn.functional.cross_entropy(logits, target)
-            return data + penalty * (weight * weight).sum()
-
-        optimizer = torch.optim.LBFGS(
-            [weight, bias],
-            lr=1.0,
-            max_iter=self.max_iter,
-            tolerance_grad=self.tol,
-            tolerance_change=self.tol * 1e-3,
-            history_size=20,
-            line_search_fn="strong_wolfe",
-        )
-
-        def closure() -> torch.Tensor:
-            optimizer.zero_grad()
-            loss = loss_fn()
-            loss.backward()
-            return loss
-
-        optimizer.step(closure)
-        self.n_iter_ = int(optimizer.state[optimizer._params[0]].get("n_iter", 0))
-        self.mean_, self.std_ = mean.detach(), std.detach()
-        self.weight_, self.bias_ = weight.detach(), bias.detach()
-        self.n_features_in_ = d
-        return self
-
-    def decision_function(self, X: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            logits = ((self._torch(X) - self.mean_) / self.std_) @ self.weight_ + self.bias_
-        logits = logits.cpu().numpy().astype(np.float64)
-        return logits[:, 0] if logits.shape[1] == 1 else logits
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        scores = self.decision_function(X)
-        if scores.ndim == 1:
-            positive = 1.0 / (1.0 + np.exp(-scores))
-            return np.stack([1.0 - positive, positive], axis=1)
-        scores = scores - scores.max(axis=1, keepdims=True)
-        exp = np.exp(scores)
-        return exp / exp.sum(axis=1, keepdims=True)
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
-
-
-# -- helpers shared by the tasks -----------------------------------------------------------------
-
-
 def class_targets(values: np.ndarray, label_name: str) -> np.ndarray:
     """Integer class targets (N,) with -1 where the label is missing.
 
@@ -296,6 +182,11 @@ def repeat_seed(seed: int, stream: int, repeat: int = 0) -> list[int]:
     return [int(seed), int(stream), int(repeat)]
 
 
+def probe_seed(seed: int, repeat: int = 0) -> int:
+    """The integer seed a probe's own randomness (e.g. an MLP's initialisation) gets per (seed, repeat)."""
+    return int(np.random.default_rng(repeat_seed(seed, 7, repeat)).integers(2**31 - 1))
+
+
 def checked_embeddings(embeddings: np.ndarray, n_objects: int) -> np.ndarray:
     """The (N, D) embedding matrix, or a clear error for a wrong shape or non-finite values."""
     x = np.asarray(embeddings)
@@ -307,3 +198,410 @@ def checked_embeddings(embeddings: np.ndarray, n_objects: int) -> np.ndarray:
             f"{int((~finite).sum())} of {n_objects} embeddings hold NaN or inf (first at row {int(np.argmin(finite))})"
         )
     return x
+
+
+def device_embeddings(inputs: "EmbeddingInputs") -> torch.Tensor:
+    """The checked embeddings as a float32 tensor on ``inputs.device`` (uploaded once per evaluation)."""
+    x = checked_embeddings(inputs.embeddings, len(inputs.object_id))
+    return torch.as_tensor(np.asarray(x, dtype=np.float32)).to(torch.device(inputs.device))
+
+
+def take(x: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+    """Rows of a device tensor, indexed on its device."""
+    return x[torch.as_tensor(np.asarray(rows, dtype=np.int64), device=x.device)]
+
+
+# -- what a probe fits and what it predicts ------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Target:
+    """What a task asks a probe to learn from its training rows (one entry per row).
+
+    ``classes``: class indices in [0, n_classes). ``values``: finite floats. ``binned``: both, the
+    values and their bin index; the probe predicts in the form it fits (``linear`` a distribution
+    over the bins, ``knn`` values). Build with ``of_classes``, ``of_values`` or ``of_binned``.
+    """
+
+    kind: str
+    classes: np.ndarray | None = None
+    n_classes: int | None = None
+    values: np.ndarray | None = None
+
+    @classmethod
+    def of_classes(cls, classes: np.ndarray, n_classes: int) -> "Target":
+        return cls(CLASSES, classes=np.asarray(classes, dtype=np.int64), n_classes=int(n_classes))
+
+    @classmethod
+    def of_values(cls, values: np.ndarray) -> "Target":
+        return cls(VALUES, values=np.asarray(values, dtype=np.float64))
+
+    @classmethod
+    def of_binned(cls, values: np.ndarray, bins: np.ndarray, n_bins: int) -> "Target":
+        return cls(BINNED, classes=np.asarray(bins, dtype=np.int64), n_classes=int(n_bins),
+                   values=np.asarray(values, dtype=np.float64))
+
+    def __post_init__(self) -> None:
+        if self.kind not in TARGET_KINDS:
+            raise ValueError(f"target kind must be one of {TARGET_KINDS}, got {self.kind!r}")
+        if self.kind in (CLASSES, BINNED):
+            if self.classes is None or self.classes.ndim != 1 or self.n_classes is None or self.n_classes < 1:
+                raise ValueError(f"a {self.kind!r} target needs 1-D classes and n_classes >= 1")
+            if self.classes.size and (self.classes.min() < 0 or self.classes.max() >= self.n_classes):
+                raise DataError(f"class targets must lie in [0, {self.n_classes}); got {self.classes.min()}..{self.classes.max()}")
+        if self.kind in (VALUES, BINNED):
+            if self.values is None or self.values.ndim != 1 or not np.isfinite(self.values).all():
+                raise DataError(f"a {self.kind!r} target needs 1-D finite values")
+        if self.kind == BINNED and self.values.shape != self.classes.shape:
+            raise ValueError(f"binned target: {self.values.size} values but {self.classes.size} bins")
+
+    def __len__(self) -> int:
+        return len(self.values if self.kind == VALUES else self.classes)
+
+
+@dataclass
+class Prediction:
+    """A fitted probe's output for some objects: ``probabilities`` (m, n_classes) over every class
+    of the target (absent classes 0), or ``values`` (m,); float64 NumPy, on the host."""
+
+    probabilities: np.ndarray | None = None
+    values: np.ndarray | None = None
+
+    def predicted_classes(self) -> np.ndarray:
+        """The most probable class per object (ties to the lower class)."""
+        if self.probabilities is None:
+            raise ValueError("this prediction holds values, not class probabilities")
+        return np.argmax(self.probabilities, axis=1).astype(np.int64)
+
+
+class FittedProbe(ABC):
+    """A probe fitted to one training set. ``info``: JSON-serialisable facts (iterations, ...)."""
+
+    info: dict[str, Any]
+
+    @abstractmethod
+    def predict(self, x: torch.Tensor) -> Prediction:
+        """Predict for embeddings ``x`` (m, D), on the device they are on."""
+
+
+class Probe(ABC):
+    """A registered protocol on embeddings; constructor parameters are its options.
+
+    ``handles``: the target kinds it can fit (a task runs a probe only if it handles every kind the
+    task asks for: ``Task.protocol_problem``). ``needs_model``: the protocol trains the encoder and
+    runs through ``Task.finetune`` with a copy of the model instead of embeddings.
+    """
+
+    registered_name: ClassVar[str]
+    handles: ClassVar[frozenset[str]] = frozenset()
+    needs_model: ClassVar[bool] = False
+
+    @abstractmethod
+    def fit(self, x: torch.Tensor, target: Target, *, seed: int = 0) -> FittedProbe:
+        """Fit to embeddings ``x`` (n, D) on the run's device and ``target`` (n entries)."""
+
+
+def make_probe(protocol: str, options: dict[str, Any] | None = None, who: str = "") -> Probe:
+    """The registered probe ``protocol`` built with ``options`` (each one a named constructor parameter)."""
+    cls = PROBES.get(protocol)
+    if not (isinstance(cls, type) and issubclass(cls, Probe)):
+        raise TypeError(f"probe {protocol!r} resolves to {cls!r}, which is not a subclass of astrobench's Probe")
+    options = dict(options or {})
+    params = inspect.signature(cls.__init__).parameters
+    allowed = [n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    for key in options:
+        if key not in allowed:
+            raise ValueError(f"{who + ': ' if who else ''}probe {protocol!r} has no option {key!r}; its options are {allowed}")
+    return cls(**options)
+
+
+def needs_model(protocol: str) -> bool:
+    """Whether ``protocol`` trains the model (the runner then hands the task a copy of it)."""
+    return protocol in PROBES and bool(getattr(PROBES.get(protocol), "needs_model", False))
+
+
+def fit_probe(probe: Probe, x: torch.Tensor, target: Target, *, seed: int = 0) -> FittedProbe:
+    """``probe.fit`` after the checks every probe needs: one target per row, two classes to tell apart."""
+    if x.ndim != 2 or x.shape[0] != len(target):
+        raise ValueError(f"{len(target)} targets for embeddings of shape {tuple(x.shape)}")
+    if len(target) == 0:
+        raise DataError("the labelled training subset is empty")
+    if target.kind == CLASSES and np.unique(target.classes).size < 2:
+        raise DataError(
+            f"the labelled training subset holds a single class ({int(target.classes[0])}); a classifier needs two"
+        )
+    return probe.fit(x, target, seed=seed)
+
+
+def present_classes(target: Target) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted classes present in the target, each row's index into them); two are needed."""
+    present, index = np.unique(target.classes, return_inverse=True)
+    if present.size < 2:
+        raise DataError(
+            f"the labelled training subset holds a single class ({int(present[0])}); a classifier needs two"
+        )
+    return present, index.astype(np.int64)
+
+
+def full_probabilities(probabilities: torch.Tensor, present: np.ndarray, n_classes: int) -> np.ndarray:
+    """(m, n_classes) float64 on the host from probabilities over the ``present`` classes only."""
+    out = np.zeros((probabilities.shape[0], n_classes))
+    out[:, present] = probabilities.double().cpu().numpy()
+    return out
+
+
+# -- standardisation -----------------------------------------------------------------------------
+
+
+@dataclass
+class Standardiser:
+    """``StandardScaler``'s transform: training mean and population std; constant features keep scale 1."""
+
+    mean: torch.Tensor
+    scale: torch.Tensor
+
+    @classmethod
+    def fit(cls, x: torch.Tensor) -> "Standardiser":
+        n = x.shape[0]
+        # float64 sums over row blocks: exact enough for float32 input, no float64 copy of x
+        mean = sum(block.sum(0, dtype=torch.float64) for block in x.split(_ROW_CHUNK)) / n
+        var = sum(((block.double() - mean) ** 2).sum(0) for block in x.split(_ROW_CHUNK)) / n
+        eps = torch.finfo(torch.float64).eps
+        constant = var <= n * eps * var + (n * mean * eps) ** 2  # scikit-learn's _is_constant_feature
+        scale = torch.where(constant, torch.ones_like(var), var.sqrt())
+        return cls(mean, scale)
+
+    def __call__(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return (x.to(dtype) - self.mean.to(dtype)) / self.scale.to(dtype)
+
+
+def _gram(xs: torch.Tensor) -> torch.Tensor:
+    """xs^T xs in float64, accumulated over row blocks."""
+    return sum(block.double().T @ block.double() for block in xs.split(_ROW_CHUNK))
+
+
+# -- linear --------------------------------------------------------------------------------------
+
+
+class _Converged(Exception):
+    """Raised inside the L-BFGS closure at the first point that meets the gradient tolerance."""
+
+
+def fit_logistic(
+    xs: torch.Tensor, y: np.ndarray, n_classes: int, *, C: float, tol: float, max_iter: int,
+    history_size: int = 20, precondition: bool | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Minimise mean_i log-loss_i + ||W||² / (2·C·n) on standardised ``xs`` (n, d); ``y`` in [0, n_classes).
+
+    Two classes: one logit (W (d, 1), sigmoid); more: softmax (W (d, K)). Returns (W, b, info).
+    Stops at the first evaluated point whose gradient has no entry above ``tol`` (scikit-learn's
+    lbfgs criterion on the same objective), when the loss stops changing at machine precision (as
+    scipy's ``ftol``), or after ``max_iter`` iterations: ``info["stop"]`` says which, and
+    ``info["converged"]`` is False only for the last (scikit-learn's ConvergenceWarning case).
+    ``precondition=None`` decides by cost: whitening costs about n·d² + 4·d³, saves ~half of a few
+    hundred evaluations of 2·n·d·K each; it pays for many classes, not for one logit.
+    """
+    n, d = xs.shape
+    dtype, device = xs.dtype, xs.device
+    n_out = 1 if n_classes == 2 else n_classes
+    lam = 1.0 / (C * n)
+    if precondition is None:
+        precondition = d * (1 + 4 * d / n) < 100 * n_out
+    if precondition:
+        evals, evecs = torch.linalg.eigh(_gram(xs) / n)
+        # directions without variance (dead or linearly dependent features) carry no data: there the
+        # gradient is 0 and the penalty keeps W at 0, so they are left out of the iteration
+        keep = evals > 1e-10 * evals.max()
+        keep[-1] = True
+        evals, evecs = evals[keep], evecs[:, keep]
+        curvature = evals + lam  # per principal direction: data variance + penalty
+        to_w = (evecs * curvature.rsqrt()).to(dtype)  # W = to_w @ V
+        grad_to_w = (evecs * curvature.sqrt()).to(dtype)  # dF/dW = grad_to_w @ dF/dV
+        features = xs @ to_w
+        penalty = (1.0 / curvature).to(dtype)[:, None]  # ||W||² = Σ_j V_j² / curvature_j
+    else:
+        to_w = grad_to_w = penalty = None
+        features = xs
+    v = torch.zeros(features.shape[1], n_out, dtype=dtype, device=device)
+    b = torch.zeros(n_out, dtype=dtype, device=device)
+    target = torch.as_tensor(y, device=device)
+    if n_out == 1:
+        target = target.to(dtype)[:, None]
+    else:
+        target = target[:, None]
+        minus_one = torch.full((n, 1), -1.0, dtype=dtype, device=device)
+    state: dict[str, Any] = {"evaluations": 0}
+
+    def closure() -> float:
+        with torch.no_grad():
+            z = torch.addmm(b, features, v)
+            if n_out == 1:
+                per_object = torch.nn.functional.softplus(z) - target * z
+                residual = torch.sigmoid(z) - target
+            else:
+                top = z.amax(1, keepdim=True)
+                e = torch.exp(z - top)
+                total = e.sum(1, keepdim=True)
+                per_object = top + torch.log(total) - z.gather(1, target)
+                residual = e.div_(total).scatter_add_(1, target, minus_one)  # softmax − one-hot
+            weighted = v if penalty is None else v * penalty
+            loss = per_object.sum(dtype=torch.float64) / n + 0.5 * lam * (v * weighted).sum(dtype=torch.float64)
+            grad_v = torch.addmm(weighted, features.T, residual, beta=lam, alpha=1.0 / n)
+            grad_b = residual.sum(0) / n
+            v.grad, b.grad = grad_v, grad_b
+            grad_w = grad_v if grad_to_w is None else grad_to_w @ grad_v
+            worst = torch.maximum(grad_w.abs().amax(), grad_b.abs().amax())
+            loss_value, worst_value = torch.stack([loss, worst.double()]).tolist()  # one host sync
+        state["evaluations"] += 1
+        state["grad_max"] = worst_value
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"linear probe: non-finite loss after {state['evaluations']} evaluations")
+        if worst_value <= tol:
+            state["solution"] = (v.clone(), b.clone())
+            raise _Converged
+        return loss_value
+
+    optimizer = torch.optim.LBFGS(
+        [v, b], lr=1.0, max_iter=max_iter, max_eval=2 * max_iter, history_size=history_size,
+        # stopping is the closure's gradient test; these two only end a run that cannot progress
+        tolerance_grad=0.0, tolerance_change=64 * float(np.finfo(np.float64).eps),
+        line_search_fn="strong_wolfe",
+    )
+    try:
+        optimizer.step(closure)
+        closure()  # the gradient test at the final iterate
+        solution = (v, b)
+        n_iter = int(optimizer.state[v].get("n_iter", 0))
+        stop = "max_iter" if n_iter >= max_iter or state["evaluations"] > 2 * max_iter else "no progress"
+    except _Converged:
+        solution, stop = state["solution"], "gradient"
+        n_iter = int(optimizer.state[v].get("n_iter", 0))
+    v_final, b_final = solution
+    weight = v_final if to_w is None else to_w @ v_final
+    info = {
+        "n_iter": n_iter,
+        "n_evaluations": state["evaluations"],
+        "grad_max": state["grad_max"],
+        "stop": stop,
+        "converged": stop != "max_iter",
+        "preconditioned": bool(precondition),
+    }
+    return weight, b_final, info
+
+
+class _FittedLogistic(FittedProbe):
+    def __init__(self, scaler: Standardiser, dtype: torch.dtype, weight: torch.Tensor, bias: torch.Tensor,
+                 present: np.ndarray, n_classes: int, info: dict[str, Any]):
+        self.scaler, self.dtype, self.weight, self.bias = scaler, dtype, weight, bias
+        self.present, self.n_classes, self.info = present, n_classes, info
+
+    def predict(self, x: torch.Tensor) -> Prediction:
+        with torch.no_grad():
+            z = torch.addmm(self.bias, self.scaler(x, self.dtype), self.weight)
+            if z.shape[1] == 1:
+                positive = torch.sigmoid(z)
+                probabilities = torch.cat([1.0 - positive, positive], dim=1)
+            else:
+                probabilities = torch.softmax(z, dim=1)
+        return Prediction(probabilities=full_probabilities(probabilities, self.present, self.n_classes))
+
+
+class _FittedRidge(FittedProbe):
+    def __init__(self, scaler: Standardiser, coef: torch.Tensor, intercept: float):
+        self.scaler, self.coef, self.intercept = scaler, coef, intercept
+        self.info: dict[str, Any] = {}
+
+    def predict(self, x: torch.Tensor) -> Prediction:
+        with torch.no_grad():
+            values = self.scaler(x, torch.float64) @ self.coef + self.intercept
+        return Prediction(values=values.cpu().numpy())
+
+
+@register_probe("linear")
+class LinearProbe(Probe):
+    """Logistic regression for classes and binned values, ridge regression for values (module docstring)."""
+
+    handles: ClassVar[frozenset[str]] = frozenset({CLASSES, BINNED, VALUES})
+
+    def __init__(self, C: float = 1.0, ridge_alpha: float = 1.0, max_iter: int = 1000, tol: float = 1e-4,
+                 history_size: int = 20, dtype: str = "float32", precondition: bool | None = None):
+        if not C > 0:
+            raise ValueError(f"linear probe: C must be > 0, got {C}")
+        if not ridge_alpha > 0:
+            raise ValueError(f"linear probe: ridge_alpha must be > 0, got {ridge_alpha}")
+        if max_iter < 1 or not tol > 0 or history_size < 1:
+            raise ValueError(f"linear probe: max_iter ({max_iter}) and history_size ({history_size}) must be >= 1, tol ({tol}) > 0")
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"linear probe: dtype must be 'float32' or 'float64', got {dtype!r}")
+        self.C, self.ridge_alpha, self.max_iter, self.tol = float(C), float(ridge_alpha), int(max_iter), float(tol)
+        self.history_size, self.dtype, self.precondition = int(history_size), dtype, precondition
+
+    def fit(self, x: torch.Tensor, target: Target, *, seed: int = 0) -> FittedProbe:
+        scaler = Standardiser.fit(x)
+        if target.kind == VALUES:
+            return self._ridge(x, scaler, target.values)
+        present, index = present_classes(target)
+        dtype = getattr(torch, self.dtype)
+        weight, bias, info = fit_logistic(
+            scaler(x, dtype), index, present.size, C=self.C, tol=self.tol, max_iter=self.max_iter,
+            history_size=self.history_size, precondition=self.precondition,
+        )
+        return _FittedLogistic(scaler, dtype, weight, bias, present, int(target.n_classes), info)
+
+    def _ridge(self, x: torch.Tensor, scaler: Standardiser, values: np.ndarray) -> FittedProbe:
+        # min ||y − Xs·w − b||² + alpha·||w||²: Xs is centred, so b = mean(y) and w solves the normal equations
+        xs = scaler(x, torch.float64)
+        y = torch.as_tensor(values, dtype=torch.float64, device=x.device)
+        intercept = y.mean()
+        system = _gram(xs) + self.ridge_alpha * torch.eye(xs.shape[1], dtype=torch.float64, device=x.device)
+        coef = torch.linalg.solve(system, xs.T @ (y - intercept))
+        return _FittedRidge(scaler, coef, float(intercept))
+
+
+# -- k nearest neighbours ------------------------------------------------------------------------
+
+
+class _FittedKNN(FittedProbe):
+    def __init__(self, gallery: torch.Tensor, target: Target, k: int, chunk_size: int | None):
+        self.gallery, self.target, self.k, self.chunk_size = gallery, target, k, chunk_size
+        self.info = {"k": k}
+
+    def predict(self, x: torch.Tensor) -> Prediction:
+        _, neighbours = cosine_topk(x, self.gallery, self.k, device=x.device, chunk_size=self.chunk_size)
+        if self.target.kind == CLASSES:
+            n_classes = int(self.target.n_classes)
+            votes = self.target.classes[neighbours] + n_classes * np.arange(len(neighbours))[:, None]
+            counts = np.bincount(votes.ravel(), minlength=len(neighbours) * n_classes)
+            return Prediction(probabilities=counts.reshape(len(neighbours), n_classes) / self.k)
+        return Prediction(values=self.target.values[neighbours].mean(axis=1))
+
+
+@register_probe("knn")
+class KNNProbe(Probe):
+    """Exact cosine k-nearest neighbours: class fractions, or the mean value (module docstring)."""
+
+    handles: ClassVar[frozenset[str]] = frozenset({CLASSES, BINNED, VALUES})
+
+    def __init__(self, k: int = KNN_K, chunk_size: int | None = None):
+        if k < 1:
+            raise ValueError(f"knn probe: k must be >= 1, got {k}")
+        self.k, self.chunk_size = int(k), chunk_size
+
+    def fit(self, x: torch.Tensor, target: Target, *, seed: int = 0) -> FittedProbe:
+        # k is capped at the training-set size (a 10-object draw cannot have 20 neighbours)
+        return _FittedKNN(x, target, min(self.k, x.shape[0]), self.chunk_size)
+
+
+# -- fine-tuning ---------------------------------------------------------------------------------
+
+
+@register_probe("finetune")
+class FinetuneProtocol(Probe):
+    """Fine-tuning: the encoder trains with a linear head (``tasks/finetune.py``). It needs the
+    model, so the runner hands the task a copy of it and calls ``Task.finetune``; a task supports
+    this protocol by implementing ``finetune``."""
+
+    needs_model: ClassVar[bool] = True
+
+    def fit(self, x: torch.Tensor, target: Target, *, seed: int = 0) -> FittedProbe:
+        raise TypeError("the finetune protocol trains the model: it runs through Task.finetune, not on embeddings")

@@ -5,7 +5,7 @@ quasars need e.g. ``z_max=7.2``). A redshift at or above ``z_max`` goes to the l
 below ``z_min`` is an error (it means the range is wrong for the data, and silently clipping would
 hide that).
 
-Protocols:
+Protocols (the target is binned: redshifts and their bins; each probe predicts in its own form):
 - ``linear``: multinomial logistic regression over the bins on frozen embeddings. Only bins that
   occur in the training labels become classes; their probabilities are put back into the full
   ``n_bins`` vector (absent bins get 0). Point estimate z_phot = Σ_i p_i · centre_i; the binned
@@ -13,17 +13,19 @@ Protocols:
   ``details``).
 - ``knn``: z_phot = mean redshift of the 20 cosine-nearest labelled training objects (no PDF, so
   no CRPS).
+- any registered probe that fits binned targets (e.g. a plugin's MLP): scored like ``linear``
+  when it predicts bin probabilities, like ``knn`` when it predicts values.
 - ``finetune``: the backbone plus a linear head over the bins, cross-entropy; scored like ``linear``.
 
 Scores: ``sigma_mad``, ``eta_percent`` (percentage of |Δz| > ``outlier_threshold``), ``bias`` =
 mean Δz, ``abs_bias`` = |bias|, and ``crps`` where a PDF exists. ``bias`` is signed and has no
 better direction, so it is the one score key not in ``higher_is_better``: rank by ``abs_bias``
-(lower is better) and show ``bias`` unranked.
+(lower is better) and show ``bias`` unranked. ``score`` recomputes them from the predictions frame.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -34,16 +36,18 @@ from astrobench.tasks import metrics
 from astrobench.tasks.base import EmbeddingInputs, FinetuneInputs, Task, TaskResult
 from astrobench.tasks.finetune import finetune_classifier
 from astrobench.tasks.probes import (
+    BINNED,
     KNN_K,
-    checked_embeddings,
+    Target,
+    device_embeddings,
     draw_labelled_subset,
     fit_probe,
-    knn_regressor,
     labelled_mask,
     labelled_split,
-    linear_classifier,
+    probe_seed,
     repeat_seed,
     require_label,
+    take,
 )
 
 LABEL = "redshift"
@@ -61,7 +65,7 @@ class RedshiftTask(Task):
         "abs_bias": False,
         "crps": False,
     }
-    protocols: ClassVar[tuple[str, ...]] = ("linear", "knn", "finetune")
+    probe_targets: ClassVar[frozenset[str]] = frozenset({BINNED})
     default_protocols: ClassVar[tuple[str, ...]] = ("linear",)
 
     def __init__(
@@ -72,7 +76,7 @@ class RedshiftTask(Task):
         outlier_threshold: float = 0.05,
         knn_k: int = KNN_K,
         C: float = 1.0,
-        linear_backend: str = "auto",
+        probe_options: dict[str, dict[str, Any]] | None = None,
     ):
         if n_bins < 2:
             raise ValueError(f"redshift: n_bins must be >= 2, got {n_bins}")
@@ -86,7 +90,10 @@ class RedshiftTask(Task):
         self.outlier_threshold = float(outlier_threshold)
         self.knn_k = int(knn_k)
         self.C = float(C)
-        self.linear_backend = linear_backend
+        self.probe_options = {name: dict(options) for name, options in (probe_options or {}).items()}
+
+    def probe_defaults(self) -> dict[str, dict[str, Any]]:
+        return {"linear": {"C": self.C}, "knn": {"k": self.knn_k}}
 
     # -- binning ---------------------------------------------------------------------------------
     @property
@@ -127,26 +134,22 @@ class RedshiftTask(Task):
     def evaluate(
         self, inputs: EmbeddingInputs, *, protocol: str, seed: int, label_budget: int | None
     ) -> TaskResult:
-        self.check_protocol(protocol)
-        if protocol == "finetune":
-            raise ValueError("task 'redshift': the finetune protocol runs through finetune(), not evaluate()")
+        probe = self.probe(protocol)
         z, bins = self._redshifts(inputs.labels)
         present = labelled_mask(z)
-        x = checked_embeddings(inputs.embeddings, len(inputs.object_id))
+        x = device_embeddings(inputs)
         test = labelled_split(inputs.splits, "test", present, LABEL)
         train = labelled_split(inputs.splits, "train", present, LABEL)
         subset = draw_labelled_subset(train, z, label_budget, repeat_seed(seed, 0), label_name=LABEL)
-        details = {"protocol": protocol, "n_train": int(subset.size), "n_test": int(test.size)}
-        if protocol == "knn":
-            probe = fit_probe(knn_regressor(self.knn_k), x[subset], z[subset])
-            details["k"] = int(probe.n_neighbors)
-            return self._score(inputs.object_id[test], z[test], probe.predict(x[test]), None, details)
-        prototype = linear_classifier(self.linear_backend, C=self.C, n_train=subset.size)
-        probe = fit_probe(prototype, x[subset], bins[subset])
-        probabilities = np.zeros((test.size, self.n_bins))
-        probabilities[:, np.asarray(probe.classes_, dtype=np.int64)] = probe.predict_proba(x[test])
-        details.update(probe=type(prototype).__name__, n_bins_in_train=int(len(probe.classes_)))
-        return self._score(inputs.object_id[test], z[test], probabilities @ self.bin_centres, probabilities, details)
+        target = Target.of_binned(z[subset], bins[subset], self.n_bins)
+        fitted = fit_probe(probe, take(x, subset), target, seed=probe_seed(seed))
+        prediction = fitted.predict(take(x, test))
+        details = {"protocol": protocol, "probe": type(probe).__name__, "probe_info": fitted.info,
+                   "n_train": int(subset.size), "n_test": int(test.size), "n_bins_in_train": int(np.unique(bins[subset]).size)}
+        if prediction.probabilities is None:  # a probe that predicts redshifts (knn): no PDF
+            return self._result(inputs.object_id[test], z[test], prediction.values, None, details)
+        probabilities = prediction.probabilities
+        return self._result(inputs.object_id[test], z[test], probabilities @ self.bin_centres, probabilities, details)
 
     def finetune(self, inputs: FinetuneInputs, *, seed: int, label_budget: int | None) -> TaskResult:
         z, bins = self._redshifts(inputs.data.labels)
@@ -158,9 +161,9 @@ class RedshiftTask(Task):
         keep = np.isin(out.eval_indices, test)
         rows, probabilities = out.eval_indices[keep], out.probabilities[0][keep]
         details = {"protocol": "finetune", **out.details(), "n_test": int(rows.size)}
-        return self._score(inputs.data.object_id[rows], z[rows], probabilities @ self.bin_centres, probabilities, details)
+        return self._result(inputs.data.object_id[rows], z[rows], probabilities @ self.bin_centres, probabilities, details)
 
-    def _score(
+    def _result(
         self,
         object_id: np.ndarray,
         z_spec: np.ndarray,
@@ -168,15 +171,20 @@ class RedshiftTask(Task):
         probabilities: np.ndarray | None,
         details: dict,
     ) -> TaskResult:
-        scores = metrics.redshift_metrics(z_phot, z_spec, self.outlier_threshold)
-        scores["abs_bias"] = abs(scores["bias"])
         predictions = pd.DataFrame({"object_id": object_id, "z_spec": z_spec, "z_phot": z_phot})
         if probabilities is not None:
-            crps = metrics.crps_binned(probabilities, self.bin_edges, z_spec)
-            pit = metrics.pit_values(probabilities, self.bin_edges, z_spec)
-            scores["crps"] = float(crps.mean())
-            predictions["crps"], predictions["pit"] = crps, pit
+            predictions["crps"] = metrics.crps_binned(probabilities, self.bin_edges, z_spec)
+            predictions["pit"] = pit = metrics.pit_values(probabilities, self.bin_edges, z_spec)
             counts, _ = np.histogram(pit, bins=PIT_HISTOGRAM_BINS, range=(0.0, 1.0))
             details["pit_histogram"] = counts.tolist()
         details["bins"] = {"n_bins": self.n_bins, "z_min": self.z_min, "z_max": self.z_max}
-        return TaskResult({k: float(v) for k, v in scores.items()}, predictions, details)
+        return TaskResult(self.score(predictions), predictions, details)
+
+    def score(self, predictions: pd.DataFrame) -> dict[str, float]:
+        """σ_MAD, η, bias and |bias| from ``z_phot`` and ``z_spec``; ``crps`` from its per-object column."""
+        scores = metrics.redshift_metrics(predictions["z_phot"].to_numpy(), predictions["z_spec"].to_numpy(),
+                                          self.outlier_threshold)
+        scores["abs_bias"] = abs(scores["bias"])
+        if "crps" in predictions:
+            scores["crps"] = float(predictions["crps"].mean())
+        return {k: float(v) for k, v in scores.items()}

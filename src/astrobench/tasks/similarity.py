@@ -12,7 +12,9 @@ whose class has no other member in the gallery has no defined average precision;
 are left out of every score and counted in ``details["n_queries_without_match"]``. Per-class
 scores (over the queries of each class) are in ``details["per_class"]``.
 
-No probe is trained, so there is one protocol, ``search``, and no label budget.
+No probe is trained, so there is one protocol, ``search``, and no label budget. The search runs
+on the run's device (``EmbeddingInputs.device``). ``score`` recomputes the scores from the per-query
+columns of the predictions frame (so a bootstrap resamples queries).
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ class SimilarityTask(Task):
         p_at = {k: np.full(test.size, np.nan) for k in self.ks}
         neighbours = np.empty((test.size, kmax), dtype=np.int64)
         x = checked_embeddings(inputs.embeddings, len(inputs.object_id))[test]
-        for start, ranked in cosine_ranking(x, x, exclude=np.arange(test.size)):
+        for start, ranked in cosine_ranking(x, x, exclude=np.arange(test.size), device=inputs.device):
             rows = np.arange(start, start + len(ranked))
             neighbours[rows] = ranked[:, :kmax]
             keep = has_match[rows]
@@ -104,8 +106,6 @@ class SimilarityTask(Task):
                 for k in self.ks:
                     p_at[k][rows[keep]] = metrics.precision_at_k_per_query(relevance, k)
 
-        scores = {"mean_average_precision": float(np.nanmean(ap))}
-        scores.update({f"precision_at_{k}": float(np.nanmean(p_at[k])) for k in self.ks})
         per_class = {}
         for c in classes:
             members = (y == c) & has_match
@@ -122,6 +122,7 @@ class SimilarityTask(Task):
             **{f"precision_at_{k}": p_at[k] for k in self.ks},
             "neighbours": [inputs.object_id[test][row].tolist() for row in neighbours],
         })
+        scores = self.score(predictions)
         details = {
             "protocol": protocol,
             "label": self.label,
@@ -131,3 +132,14 @@ class SimilarityTask(Task):
             "per_class": per_class,
         }
         return TaskResult(scores, predictions, details)
+
+    def score(self, predictions: pd.DataFrame) -> dict[str, float]:
+        """Means over the queries that have a match (``average_precision`` not NaN) of the per-query columns."""
+        ap = predictions["average_precision"].to_numpy(np.float64)
+        matched = np.isfinite(ap)
+        if not matched.any():
+            raise ValueError("task 'similarity': no query in these predictions has a match to score")
+        scores = {"mean_average_precision": float(ap[matched].mean())}
+        for k in self.ks:
+            scores[f"precision_at_{k}"] = float(predictions[f"precision_at_{k}"].to_numpy(np.float64)[matched].mean())
+        return scores
