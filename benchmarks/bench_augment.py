@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from astrobench.augment.pipeline import ViewPipeline
-from astrobench.datasets.normalize import Normalizer
+from astrobench.augment.normalize import Normalizer
 
 BANDS = ("u", "g", "r", "i", "z")
 BATCH, SIDE = 256, 64

@@ -39,8 +39,8 @@ from torch import nn
 
 from astrobench.benchmark.config import RunConfig
 from astrobench.benchmark.pretrain import autocast_context, build_optimizer, peak_flops, pretrain, use_channels_last
-from astrobench.benchmark.runner import build_model, resolve_method
-from astrobench.datasets.normalize import Normalizer
+from astrobench.benchmark.build import build_model, resolve_method
+from astrobench.augment.normalize import Normalizer
 from astrobench.datasets.schema import SurveyData
 from astrobench.methods.base import create_backbone
 

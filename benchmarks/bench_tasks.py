@@ -27,7 +27,8 @@ import pytest
 import torch
 
 from astrobench.tasks.base import EmbeddingInputs
-from astrobench.tasks.probes import LinearProbe, Target, fit_probe
+from astrobench.tasks.linear_probe import LinearProbe
+from astrobench.tasks.probes import Target, fit_probe
 from astrobench.tasks.redshift import RedshiftTask
 from astrobench.tasks.search import cosine_topk
 

@@ -14,11 +14,11 @@ import torch
 
 from astrobench.augment import functional as AF
 from astrobench.augment.pipeline import ViewPipeline
-from astrobench.benchmark.batches import ResidentRows, make_batch
+from astrobench.datasets.batches import ResidentRows, make_batch
 from astrobench.benchmark.config import RunConfig
 from astrobench.benchmark.pretrain import pretrain
-from astrobench.benchmark.runner import build_model, resolve_method
-from astrobench.datasets.normalize import Normalizer
+from astrobench.benchmark.build import build_model, resolve_method
+from astrobench.augment.normalize import Normalizer
 from astrobench.testing import flux_survey_batch, make_tiny_survey
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

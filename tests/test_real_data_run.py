@@ -1,16 +1,15 @@
-"""End to end on real survey data: pretrain on the SDSS quasar cutouts, evaluate redshift with a
-redshift range that fits quasars, and read the result on the leaderboard."""
+"""End to end on real survey data: pretrain on the committed SDSS quasar cutouts (tests/data: the
+first 50 of the shared 300), evaluate redshift with a redshift range that fits quasars, and read
+the result on the leaderboard."""
 
 import json
-from pathlib import Path
 
 from astrobench.testing import run_cli
 
-QUASARS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "sdss_quasars" / "sdss_quasars_ugriz64.h5"
 
-
-def test_quasar_pretraining_and_redshift_land_on_the_leaderboard(tmp_path):
-    out = run_cli("run", "--dataset", "hdf5", "--dataset-option", f"path={QUASARS}", "--dataset-option",
+def test_quasar_pretraining_and_redshift_land_on_the_leaderboard(tmp_path, test_data):
+    quasars = test_data / "sdss_quasars" / "sdss_quasars_ugriz64_first50.h5"
+    out = run_cli("run", "--dataset", "hdf5", "--dataset-option", f"path={quasars}", "--dataset-option",
                   "preset=sdss_quasars", "--task", "redshift", "--task-option", "z_min=2.5", "--task-option",
                   "z_max=7.5", "--task-option", "n_bins=50", "--method", "simclr,random", "--profile", "smoke",
                   "--results-dir", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"), "--quiet")
@@ -25,8 +24,7 @@ def test_quasar_pretraining_and_redshift_land_on_the_leaderboard(tmp_path):
     assert table.returncode == 0 and "simclr" in table.stdout and "random" in table.stdout
 
 
-def test_a_truncated_fits_file_is_named_without_a_traceback(tmp_path):
-    bad = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "decals_fits" / "example_incomplete.fits"
-    out = run_cli("data", "inspect", str(bad))
+def test_a_truncated_fits_file_is_named_without_a_traceback(test_data):
+    out = run_cli("data", "inspect", str(test_data / "decals_fits" / "example_incomplete.fits"))
     assert out.returncode == 1
     assert "example_incomplete.fits" in out.stderr and "Traceback" not in out.stderr

@@ -12,6 +12,15 @@ from astrobench.testing import run_cli
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture
+def no_installed_plugins(monkeypatch):
+    """A fresh Registry reads the installed distributions' entry points: a plugin installed in this
+    environment (say a BYOL method) would appear in it, so these tests see none."""
+    import importlib.metadata
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **selection: [])
+
+
 class Alpha:
     pass
 
@@ -20,14 +29,14 @@ class Beta:
     pass
 
 
-def test_decorator_registers_and_get_returns_object():
+def test_decorator_registers_and_get_returns_object(no_installed_plugins):
     reg = Registry("methods")
     reg.decorator("alpha")(Alpha)
     assert reg.get("alpha") is Alpha
     assert Alpha.registered_name == "alpha"
 
 
-def test_registering_a_name_twice_names_both_places():
+def test_registering_a_name_twice_names_both_places(no_installed_plugins):
     reg = Registry("methods")
     reg.register("alpha", Alpha)
     with pytest.raises(DuplicateNameError) as err:
@@ -36,14 +45,14 @@ def test_registering_a_name_twice_names_both_places():
     assert "test_registry:Alpha" in message and "test_registry:Beta" in message
 
 
-def test_registering_the_same_object_again_is_idempotent():
+def test_registering_the_same_object_again_is_idempotent(no_installed_plugins):
     reg = Registry("methods")
     reg.register("alpha", Alpha)
     reg.register("alpha", Alpha)
     assert reg.names() == ["alpha"]
 
 
-def test_lazy_entry_resolves_without_duplicate_when_decorated_target_matches():
+def test_lazy_entry_resolves_without_duplicate_when_decorated_target_matches(no_installed_plugins):
     reg = Registry("methods")
     reg.add_lazy("alpha", f"{Alpha.__module__}:Alpha", "built-in")
     reg.register("alpha", Alpha)  # what the decorator does when the module is imported
@@ -52,7 +61,7 @@ def test_lazy_entry_resolves_without_duplicate_when_decorated_target_matches():
         reg.add_lazy("alpha", "somewhere.else:Alpha", "entry point of other-dist")
 
 
-def test_unknown_name_suggests_close_matches():
+def test_unknown_name_suggests_close_matches(no_installed_plugins):
     reg = Registry("methods")
     for name in ("mae", "mocov2", "simclr"):
         reg.add_lazy(name, f"x.{name}:C", "built-in")
@@ -117,3 +126,29 @@ def test_installed_plugin_distribution_is_discovered_through_its_entry_point(tmp
     assert "astrobench_example.rotnet:RotNet" in line and "entry point of astrobench-example" in line
     tasks = run_cli("ls", "tasks", env=env)
     assert any(l.startswith("colour") for l in tasks.stdout.splitlines()), tasks.stdout
+
+
+def test_every_built_in_is_declared_once_as_an_entry_point_of_astrobench():
+    """A built-in is its decorated class plus one entry-point line in pyproject.toml (the one
+    discovery path, as for installed plugins): every decorated class has its line, and every line
+    names a decorated class under the same name."""
+    import ast
+    import importlib.metadata
+
+    decorated = set()
+    for path in (REPO / "src" / "astrobench").rglob("*.py"):
+        if path.name == "testing.py":
+            continue  # the test doubles register themselves only when a test asks for them
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            for deco in node.decorator_list:
+                if isinstance(deco, ast.Call) and getattr(deco.func, "id", "").startswith("register_"):
+                    kind = {"method": "methods", "task": "tasks", "dataset": "datasets",
+                            "augmentation": "augmentations", "probe": "probes"}[deco.func.id[len("register_"):]]
+                    module = ".".join(path.relative_to(REPO / "src").with_suffix("").parts)
+                    decorated.add((f"astrobench.{kind}", deco.args[0].value, f"{module}:{node.name}"))
+    declared = {(ep.group, ep.name, ep.value) for ep in importlib.metadata.distribution("astrobench").entry_points}
+    declared = {d for d in declared if d[0].startswith("astrobench.")}
+    assert len(decorated) >= 30
+    assert decorated == declared

@@ -70,6 +70,15 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="dataset constructor option, repeatable (e.g. --dataset-option n=2000)")
     parser.add_argument("--eval-dataset", help="labelled dataset for the tasks when not the pretraining data")
     parser.add_argument("--eval-dataset-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--train-dataset", help="fit the probe on every object of this dataset (default: the "
+                        "evaluation data); needs --test-dataset")
+    parser.add_argument("--train-dataset-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--test-dataset", help="score on every object of this dataset; the pretraining file is then "
+                        "used whole")
+    parser.add_argument("--test-dataset-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--splits", help="train,val,test fractions of the hash split (default 0.7,0.1,0.2), or 'all'")
+    parser.add_argument("--strict", action="store_true", default=None,
+                        help="data-check warnings (duplicate images, impossible labels, ...) fail the run")
     parser.add_argument("--method-option", type=_key_value, action="append", default=[], metavar="[METHOD.]KEY=VALUE",
                         help="method constructor option, repeatable; without METHOD. it applies to every method")
     parser.add_argument("--task-option", type=_key_value, action="append", default=[], metavar="[TASK.]KEY=VALUE",
@@ -123,9 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--chart", help="PNG of the ablation bars (default: <results-dir>/ablations/<method>.png)")
     _add_run_options(ablate)
 
-    ls = sub.add_parser("ls", help="list registered names", description="List registered plugins (never imports torch).")
-    ls.add_argument("kind", choices=["methods", "tasks", "datasets", "augmentations"])
+    ls = sub.add_parser("ls", help="list registered names, or a dataset's labels",
+                        description="List registered plugins (never imports torch unless --details), or with "
+                                    "`ls labels` the labels a dataset holds and the tasks that use them.")
+    ls.add_argument("kind", choices=["methods", "tasks", "datasets", "augmentations", "labels"])
     ls.add_argument("--plugin", action="append", default=[], help="module or .py file that registers plugins")
+    ls.add_argument("--details", action="store_true",
+                    help="a one-line description of each, and a task's labels, metrics and protocols (imports them)")
+    ls.add_argument("--dataset", default="synthetic", help="ls labels: the dataset (default: synthetic)")
+    ls.add_argument("--dataset-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                    help="ls labels: dataset constructor option, repeatable")
+    ls.add_argument("--profile", default="smoke", help="ls labels: the profile whose dataset size to load (default: smoke)")
+    ls.add_argument("--cache-dir", help="ls labels: cache folder (default: ~/.cache/astrobench or $ASTROBENCH_CACHE)")
 
     lb = sub.add_parser("leaderboard", help="show the leaderboard of stored results")
     _add_result_filters(lb)
@@ -177,8 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     show = dsub.add_parser("show", help="PNG grid of cutouts and plots of the physical relations")
     show.add_argument("path")
     show.add_argument("--out", required=True, help="folder for the PNG files")
-    insp = dsub.add_parser("inspect", help="what a data source holds")
+    insp = dsub.add_parser("inspect", help="what a data source holds, and the data checks' warnings")
     insp.add_argument("path")
+    insp.add_argument("--dataset", help="the source to read PATH with (default: guessed from PATH)")
+    insp.add_argument("--dataset-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
+                      help="the source's options, as for run (e.g. catalog=gz.csv, file_pattern=Imagenes/{OBJID}.jpeg)")
+    insp.add_argument("--cache-dir", help="cache for decoded images (default: none, a temporary folder)")
+    insp.add_argument("--strict", action="store_true", help="exit 1 when a data check warns")
     return parser
 
 
@@ -195,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    _short_warnings()
     try:
         return COMMANDS[args.command](args)
     except UsageError as exc:
@@ -205,10 +229,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except Exception as exc:  # noqa: BLE001 - the boundary: classify, never show a traceback to a user
         code = _classify(exc)
-        print(f"astrobench: error: {exc}", file=sys.stderr)
+        if os.environ.get(RANK_ERRORS_ENV):  # a rank under --devices: the launcher prints one line
+            Path(os.environ[RANK_ERRORS_ENV], f"rank-{os.environ.get('RANK', '0')}.txt").write_text(f"{code}\n{exc}")
+        else:
+            print(f"astrobench: error: {exc}", file=sys.stderr)
         if os.environ.get("ASTROBENCH_DEBUG"):
             raise
         return code
+
+
+def _short_warnings() -> None:
+    """astrobench's own warnings (a damaged file skipped, a checkpoint fallen back from) as one
+    ``astrobench: warning:`` line; other libraries' warnings keep Python's format."""
+    import warnings
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        if "astrobench" in str(filename):
+            print(f"astrobench: warning: {message}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
 
 
 def _classify(exc: Exception) -> int:
@@ -229,6 +272,8 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
     for plugin in args.plugin:
         load_plugin(plugin)
+    if args.kind == "labels":
+        return _ls_labels(args)
     registry = REGISTRIES[args.kind]
     entries = registry.entries()
     if not entries:
@@ -237,6 +282,31 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     width = max(len(e.name) for e in entries)
     for e in entries:
         print(f"{e.name:<{width}}  {e.target}  ({e.source})")
+        if args.details:
+            from astrobench.plugin_info import describe
+
+            for line in describe(args.kind, registry.get(e.name)):
+                print(f"{'':<{width}}  {line}")
+    return EXIT_OK
+
+
+def _ls_labels(args: argparse.Namespace) -> int:
+    """The labels of a dataset (its ``--profile`` size, cached like a run's) and the tasks that need them."""
+    from astrobench.benchmark.build import build_dataset
+    from astrobench.benchmark.config import RunConfig
+    from astrobench.datasets.inspect import inspect_source
+    from astrobench.plugin_info import tasks_by_label
+
+    cache_dir = Path(args.cache_dir or RunConfig().cache_dir)
+    data, _ = build_dataset(args.dataset, dict(args.dataset_option), args.profile, cache_dir)
+    info = inspect_source(data)
+    users = tasks_by_label()
+    print(f"{args.dataset}: {info['count']} objects at profile {args.profile}; labels (missing = NaN / -1):")
+    width = max((len(n) for n in info["labels"]), default=0)
+    for name, summary in info["labels"].items():
+        values = f", {summary['min']:.4g} to {summary['max']:.4g}" if "min" in summary else ""
+        used = f"; used by {', '.join(users[name])}" if users.get(name) else ""
+        print(f"  {name:<{width}}  {summary['dtype']}, {summary['coverage']:.0%} present{values}{used}")
     return EXIT_OK
 
 
@@ -246,6 +316,7 @@ def _run_config(args: argparse.Namespace):
     yaml_values = load_yaml(args.config) if args.config else {}
     cli: dict[str, Any] = {}
     simple = {"method": "methods", "task": "tasks", "dataset": "dataset", "eval_dataset": "eval_dataset",
+              "train_dataset": "train_dataset", "test_dataset": "test_dataset", "splits": "splits", "strict": "strict",
               "profile": "profile", "seeds": "seeds", "protocol": "protocols", "labels": "label_budgets",
               "results_dir": "results_dir", "cache_dir": "cache_dir", "overwrite": "overwrite",
               "device": "device", "tag": "tag"}
@@ -253,20 +324,23 @@ def _run_config(args: argparse.Namespace):
         value = getattr(args, arg)
         if value is not None:
             cli[key] = value
+    # the YAML and command-line layers are merged in one place: config.build_config
     if args.plugin:
-        cli["plugins"] = list(yaml_values.get("plugins", [])) + args.plugin
+        cli["plugins"] = list(args.plugin)
     methods = cli.get("methods") or yaml_values.get("methods") or list(DEFAULT_METHODS)
     tasks = cli.get("tasks") or yaml_values.get("tasks") or ["redshift"]
     if args.dataset_option:
-        cli["dataset_options"] = {**yaml_values.get("dataset_options", {}), **dict(args.dataset_option)}
-    if args.eval_dataset_option:
-        cli["eval_dataset_options"] = {**yaml_values.get("eval_dataset_options", {}), **dict(args.eval_dataset_option)}
+        cli["dataset_options"] = dict(args.dataset_option)
+    for side in ("eval", "train", "test"):
+        if getattr(args, f"{side}_dataset_option"):
+            key = f"{side}_dataset_options"
+            cli[key] = dict(getattr(args, f"{side}_dataset_option"))
     method_options = _scoped_options(args.method_option, methods, yaml_values.get("method_options", {}), "method")
     if args.backbone:
         from astrobench.registry import METHODS, load_plugin
         import inspect
 
-        for plugin in cli.get("plugins", yaml_values.get("plugins", [])):
+        for plugin in [*yaml_values.get("plugins", []), *args.plugin]:
             load_plugin(plugin)
         takers = [m for m in methods if "backbone" in inspect.signature(METHODS.get(m).__init__).parameters]
         if not takers:
@@ -284,7 +358,7 @@ def _run_config(args: argparse.Namespace):
     if args.batch_size is not None:
         train["batch_size"] = args.batch_size
     if train:
-        cli["train"] = {**yaml_values.get("train", {}), **train}
+        cli["train"] = train
     return build_config(yaml_values, cli, source=args.config or "<defaults>")
 
 
@@ -304,13 +378,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = _run_config(args)
     if args.devices is not None and args.devices > 1 and "WORLD_SIZE" not in os.environ:
         return _launch_data_parallel(args.devices, args.argv)
-    from astrobench.benchmark.runner import Reporter, Runner
+    from astrobench.benchmark.console import Reporter
+    from astrobench.benchmark.runner import Runner
 
     summary = Runner(config, Reporter(enabled=not args.quiet)).run()
     from rich.console import Console
 
     console = Console(stderr=True)
-    console.print(f"{len(summary.written)} result(s) written, {len(summary.skipped)} already present, under {config.results_dir}")
+    console.print(f"{len(summary.written)} result(s) written, {len(summary.skipped)} already present, "
+                  f"under {Path(config.results_dir).resolve()}", soft_wrap=True, markup=False)
     if summary.written or summary.skipped:
         from astrobench.benchmark.leaderboard import render
         from astrobench.benchmark.store import load_results
@@ -327,7 +403,7 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     results_dir = Path(args.results_dir or os.environ.get("ASTROBENCH_RESULTS", "results"))
     if not results_dir.is_dir():
         raise UsageError(f"results folder {str(results_dir)!r} does not exist (run `astrobench run` first)")
-    records = load_results(results_dir)
+    records = load_results(results_dir)  # damaged files: a warning each, named, then skipped
     try:
         out = render(records, args.format, all_metrics=args.all_metrics, task=args.task, dataset=args.dataset,
                      profile=args.profile, protocol=args.protocol, method=args.method, label_budget=args.labels,
@@ -335,6 +411,10 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     except LookupError as exc:
         raise UsageError(str(exc)) from exc
     _print(out, args.format, args.out)
+    if records.damaged:
+        print(f"astrobench: error: {len(records.damaged)} damaged result file(s) left out (named above)",
+              file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK
 
 
@@ -394,8 +474,22 @@ def _cmd_data(args: argparse.Namespace) -> int:
             print(f"wrote {path}")
         return EXIT_OK
     from astrobench.datasets.inspect import format_inspection, inspect_source, source_for_path
+    from astrobench.registry import RegistryError
 
-    print(format_inspection(inspect_source(source_for_path(args.path))))
+    try:
+        source = source_for_path(args.path, dict(args.dataset_option), args.dataset)
+    except (RegistryError, TypeError) as exc:
+        raise UsageError(str(exc)) from exc
+    except ValueError as exc:
+        if "has no option" in str(exc):
+            raise UsageError(str(exc)) from exc
+        raise
+    info = inspect_source(source, Path(args.cache_dir) if args.cache_dir else None)
+    print(format_inspection(info))
+    warned = [f for f in info["checks"] if f["level"] == "warning"]
+    if args.strict and warned:
+        print(f"astrobench: error: {len(warned)} data check(s) warned under --strict", file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK
 
 
@@ -429,7 +523,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     from astrobench.benchmark import figures
     from astrobench.benchmark.ablation import DEFAULT_AUGS, run_ablation
     from astrobench.benchmark.leaderboard import ablation_table, render, results_frame
-    from astrobench.benchmark.runner import Reporter
+    from astrobench.benchmark.console import Reporter
     from astrobench.registry import AUGMENTATIONS
 
     augs = args.augs or list(DEFAULT_AUGS)
@@ -446,9 +540,15 @@ def _cmd_ablate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+RANK_ERRORS_ENV = "ASTROBENCH_RANK_ERRORS"  # folder where each failed rank leaves its error
+
+
 def _launch_data_parallel(n: int, argv: list[str]) -> int:
-    """Re-run this command under torchrun with ``n`` local processes."""
-    import subprocess
+    """Re-run this command under torchrun with ``n`` local processes (torch's elastic launcher, in
+    this process). A failed run is one line: the rank that failed first and its error, not
+    torchrun's ``ChildFailedError`` traceback."""
+    import logging
+    import tempfile
 
     rest, skip = [], False
     for i, item in enumerate(argv):
@@ -461,9 +561,35 @@ def _launch_data_parallel(n: int, argv: list[str]) -> int:
         if item.startswith("--devices="):
             continue
         rest.append(item)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}",
-           "-m", "astrobench", *rest]
-    return subprocess.run(cmd).returncode
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # its failure report is ours
+    with tempfile.TemporaryDirectory(prefix="astrobench-ranks-") as errors:
+        os.environ[RANK_ERRORS_ENV] = errors
+        try:
+            run(parse_args(["--standalone", f"--nproc-per-node={n}", "-m", "astrobench", *rest]))
+            return EXIT_OK
+        except ChildFailedError as exc:
+            code, line = _first_rank_failure(Path(errors), exc, n)
+            print(f"astrobench: error: {line}", file=sys.stderr)
+            return code
+        finally:
+            os.environ.pop(RANK_ERRORS_ENV, None)
+
+
+def _first_rank_failure(errors: Path, exc: Exception, n: int) -> tuple[int, str]:
+    """(exit code, message) of the rank that failed first: later ranks often fail only because it did."""
+    reports = sorted(errors.glob("rank-*.txt"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+    if reports:
+        code, _, message = reports[0].read_text().partition("\n")
+        rank = reports[0].stem.partition("-")[2]
+        return int(code), f"rank {rank} of {n} failed: {message}"
+    failures = getattr(exc, "failures", {}) or {}
+    rank, failure = min(failures.items()) if failures else ("?", None)
+    why = f"exit code {failure.exitcode}" + (f" ({failure.signal_name()})" if failure and failure.exitcode < 0 else "") \
+        if failure is not None else "an unknown error"
+    return EXIT_FAILURE, f"rank {rank} of {n} failed: {why} (no message: killed or crashed; rerun with ASTROBENCH_DEBUG=1)"
 
 
 COMMANDS = {"run": _cmd_run, "ablate": _cmd_ablate, "ls": _cmd_ls, "leaderboard": _cmd_leaderboard, "data": _cmd_data,

@@ -3,10 +3,10 @@
 Entries are either loaded objects or lazy ``"module:attr"`` strings, so listing names
 (``astrobench ls``) never imports torch. Sources of entries, in order of discovery:
 
-1. built-ins declared lazily below (``_BUILTINS``),
-2. installed distributions through entry-point groups ``astrobench.<kind>``,
-3. ``--plugin module.name`` or ``--plugin path/to/file.py``,
-4. the ``@register_method("name")``-style decorators that run when a module is imported.
+1. installed distributions through entry-point groups ``astrobench.<kind>``: astrobench's own
+   built-ins (declared in its ``pyproject.toml``) and every plugin package alike,
+2. ``--plugin module.name`` or ``--plugin path/to/file.py``,
+3. the ``@register_method("name")``-style decorators that run when a module is imported.
 
 A name registered twice from two different places is an error naming both. Registering the
 same object again (a plugin imported in every DDP rank, a lazy entry resolving to the
@@ -16,6 +16,7 @@ decorated class) is a no-op, so loading is idempotent.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -181,67 +182,11 @@ register_dataset = DATASETS.decorator
 register_augmentation = AUGMENTATIONS.decorator
 register_probe = PROBES.decorator
 
-# Built-ins, lazily: importing these modules pulls in torch, listing them must not.
-_BUILTINS: dict[str, dict[str, str]] = {
-    "methods": {
-        "random": "astrobench.methods.baselines:RandomEncoder",
-        "pixels": "astrobench.methods.baselines:PixelPCA",
-        "constant": "astrobench.methods.baselines:Constant",
-        "colours": "astrobench.methods.classical:Colours",
-        "mae": "astrobench.methods.mae:MAE",
-        "mocov2": "astrobench.methods.mocov2:MoCoV2",
-        "simclr": "astrobench.methods.simclr:SimCLR",
-        "supervised": "astrobench.methods.supervised:Supervised",
-    },
-    "tasks": {
-        "dwarfs": "astrobench.tasks.dwarfs:DwarfTask",
-        "redshift": "astrobench.tasks.redshift:RedshiftTask",
-        "morphology": "astrobench.tasks.morphology:MorphologyTask",
-        "similarity": "astrobench.tasks.similarity:SimilarityTask",
-    },
-    "datasets": {
-        "synthetic": "astrobench.datasets.synthetic:SyntheticSurvey",
-        "fits": "astrobench.datasets.fits:FitsSource",
-        "hdf5": "astrobench.datasets.hdf5:HDF5Source",
-        "images": "astrobench.datasets.images:ImageFolderSource",
-        "hub": "astrobench.datasets.hub:HubSource",
-        "npz": "astrobench.datasets.npz:NpzSource",
-    },
-    "augmentations": {
-        "RR": "astrobench.augment.ops:RandomRotation",
-        "JC": "astrobench.augment.ops:JitterCrop",
-        "GN": "astrobench.augment.ops:GaussianNoise",
-        "GR": "astrobench.augment.ops:GalacticReddening",
-        "PS": "astrobench.augment.ops:PSFSmoothing",
-        "FL": "astrobench.augment.ops:RandomFlip",
-        "MK": "astrobench.augment.ops:RandomMask",
-    },
-    "probes": {
-        "linear": "astrobench.tasks.probes:LinearProbe",
-        "knn": "astrobench.tasks.probes:KNNProbe",
-        "finetune": "astrobench.tasks.probes:FinetuneProtocol",
-    },
-}
-
-
-def _install_builtins() -> None:
-    for kind, entries in _BUILTINS.items():
-        for name, target in entries.items():
-            # a built-in whose module is not written yet is not listed (the layout grows by issue)
-            module_name = target.partition(":")[0]
-            if importlib.util.find_spec(module_name) is None:
-                continue
-            REGISTRIES[kind].add_lazy(name, target, "built-in")
-
-
 def _find_spec_safe(name: str) -> bool:
     try:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
         return False
-
-
-_install_builtins()
 
 
 _loaded_plugins: set[str] = set()
@@ -256,7 +201,9 @@ def load_plugin(spec: str) -> None:
         resolved = str(path.resolve())
         if resolved in _loaded_plugins:
             return
-        module_name = f"astrobench_plugin_{abs(hash(resolved)):x}"
+        # a name stable across processes (str hash() is salted per process): it is part of the
+        # method's identity, so the same file must give the same cache keys in every run
+        module_name = f"astrobench_plugin_{hashlib.sha256(resolved.encode()).hexdigest()[:12]}"
         module_spec = importlib.util.spec_from_file_location(module_name, resolved)
         if module_spec is None or module_spec.loader is None:
             raise RegistryError(f"plugin file {spec!r} cannot be imported as Python")

@@ -19,7 +19,7 @@ from astrobench.augment.pipeline import ViewPipeline
 from astrobench.datasets.base import DataSource
 from astrobench.methods.base import Method
 from astrobench.datasets.schema import SurveyData
-from astrobench.datasets.normalize import Normalizer
+from astrobench.augment.normalize import Normalizer
 from astrobench.tasks.base import EmbeddingInputs, Task, TaskResult
 
 
@@ -132,8 +132,8 @@ def flux_survey_batch(n: int = 8, image_size: int = 32, bands: tuple[str, ...] =
                       seed: int = 0) -> tuple[dict[str, Any], "Normalizer"]:
     """A flux-space batch as the runner makes it (image, ivar, a few invalid pixels, PSF, E(B-V),
     pixel scale) and the normaliser fitted on it: enough for every built-in augmentation."""
-    from astrobench.benchmark.batches import make_batch
-    from astrobench.datasets.normalize import Normalizer
+    from astrobench.datasets.batches import make_batch
+    from astrobench.augment.normalize import Normalizer
 
     data = make_tiny_survey(n, image_size, bands, seed)
     data.mask[:, :, :2, :3] = True  # a flagged corner, as real cutouts have

@@ -10,7 +10,7 @@ import torch
 from astrobench.augment import ops
 from astrobench.augment.invariance import invariance_from_embeddings, invariance_report, invariance_score
 from astrobench.augment.pipeline import ViewPipeline
-from astrobench.datasets.normalize import Normalizer
+from astrobench.augment.normalize import Normalizer
 
 BANDS = ("u", "g", "r", "i", "z")
 NORMALIZER = Normalizer(BANDS, (1.0,) * 5)

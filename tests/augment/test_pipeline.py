@@ -8,7 +8,7 @@ import torch
 from astrobench.augment import functional as AF
 from astrobench.augment import ops
 from astrobench.augment.pipeline import ViewPipeline, centre_crop
-from astrobench.datasets.normalize import Normalizer
+from astrobench.augment.normalize import Normalizer
 
 BANDS = ("u", "g", "r", "i", "z")
 

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from astrobench.testing import run_cli
-from astrobench.benchmark.figures import asinh_rgb, rgb_band_indices
-from astrobench.benchmark.report import _queries, build_report, filter_records
+from astrobench.datasets.display import asinh_rgb, rgb_band_indices
+from astrobench.benchmark.report import build_report, filter_records
+from astrobench.benchmark.report_sections import _queries
 from astrobench.benchmark.store import result_path, write_result
 
 # -- asinh RGB composites ---------------------------------------------------------------------------
@@ -147,8 +148,8 @@ def smoke_report(tmp_path_factory):
                              protocol=record["protocol"], label_budget=record["label_budget"], seed=record["seed"],
                              tag=record["tag"])
         write_result(target, record, None)
-    out = run_cli("report", "--results-dir", str(root / "results"), "--cache-dir", str(root / "cache"),
-                  "--out", str(root / "site"), "--quiet")
+    out = run_cli("report", "--plugin", str(plugin), "--results-dir", str(root / "results"), "--cache-dir",
+                  str(root / "cache"), "--out", str(root / "site"), "--quiet")
     assert out.returncode == 0, out.stderr
     assert (root / "site" / "index.html").is_file(), out.stdout
     return root
@@ -250,18 +251,25 @@ def test_page_in_headless_chromium_has_the_table_and_valid_images(smoke_report, 
     assert _open_image(shot) == (1400, 2000)
 
 
+def _copy_results(source: Path, target: Path, pattern: str, edit) -> None:
+    """The results under ``source`` matching ``pattern``, copied to ``target`` with ``edit(record)``
+    applied to each result JSON (predictions copied as they are)."""
+    for path in source.rglob(pattern):
+        copy = target / path.relative_to(source)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".json":
+            record = json.loads(path.read_text())
+            edit(record)
+            copy.write_text(json.dumps(record))
+        else:
+            shutil.copy(path, copy)
+
+
 def test_missing_inputs_are_reported_not_drawn(smoke_report, tmp_path):
     # only the random baseline, one budget, its cache gone: no figure can be made, and the page says why
     results = tmp_path / "results"
-    for path in (smoke_report / "results").rglob("random__*labels-all*"):
-        target = results / path.relative_to(smoke_report / "results")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix == ".json":
-            record = json.loads(path.read_text())
-            record["cache_dir"] = str(tmp_path / "gone")
-            target.write_text(json.dumps(record))
-        else:
-            shutil.copy(path, target)
+    _copy_results(smoke_report / "results", results, "random__*labels-all*",
+                  lambda record: record.update(cache_dir=str(tmp_path / "gone")))
     index = build_report(results, tmp_path / "site", task="tiny-size")
     page = index.read_text()
     assert "<td>random</td>" in page and "report-photoz" not in page.split('id="leaderboard"')[1].split("</table>")[0]
@@ -281,3 +289,42 @@ def test_report_cli_usage_errors(tmp_path):
     (tmp_path / "results").mkdir()
     out = run_cli("report", "--results-dir", str(tmp_path / "results"), "--out", str(tmp_path / "site"))
     assert out.returncode == 2 and "no results match" in out.stderr
+
+
+def test_reading_results_runs_no_code_they_name(smoke_report, tmp_path):
+    """A result naming a plugin file (that would leave a marker if imported) is read, reported, and
+    the file never runs: models are rebuilt only from names this process registered (--plugin)."""
+    marker = tmp_path / "ran.txt"
+    evil = tmp_path / "evil_plugin.py"
+    evil.write_text(f"from pathlib import Path\nPath({str(marker)!r}).write_text('imported')\n")
+    results = tmp_path / "results"
+    _copy_results(smoke_report / "results", results, "report-recon__*labels-all__seed-0*",
+                  lambda record: record["resolved_config"].update(plugins=[str(evil)]))
+    out = run_cli("report", "--results-dir", str(results), "--cache-dir", str(smoke_report / "cache"),
+                  "--out", str(tmp_path / "site"), "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert not marker.exists()
+    for ran in (run_cli("leaderboard", "--results-dir", str(results)),
+                run_cli("compare", "report-recon", "report-recon", "--results-dir", str(results))):
+        assert not marker.exists(), ran.stdout + ran.stderr
+    page = (tmp_path / "site" / "index.html").read_text()
+    # neither the method nor the dataset of these results is registered without --plugin: one line each
+    reconstructions = page.split('id="reconstructions"')[1].split("</section>")[0]
+    assert reconstructions.count('class="note"') == 1
+    assert "not made for report-recon" in reconstructions and "--plugin" in reconstructions
+    embeddings = page.split('id="embeddings"')[1].split("</section>")[0]
+    assert embeddings.count('class="note"') == 1 and "unknown dataset" in embeddings
+
+
+def test_a_missing_cache_is_one_line_per_section_and_photoz_has_a_panel_per_method(smoke_report, tmp_path):
+    page = (smoke_report / "site" / "index.html").read_text()
+    photoz = page.split('id="photoz"')[1].split("</section>")[0]
+    assert f"{len(METHODS)} method(s), best first" in photoz  # one panel per method, none left out
+    results = tmp_path / "results"
+    _copy_results(smoke_report / "results", results, "*labels-all*",
+                  lambda record: record.update(cache_dir=str(tmp_path / "gone")))
+    page = build_report(results, tmp_path / "site", task="tiny-size").read_text()
+    for key in ("embeddings", "similarity"):
+        section = page.split(f'id="{key}"')[1].split("</section>")[0]
+        assert section.count('class="note"') == 1, section
+        assert "not in the cache" in section and all(m in section for m in METHODS)

@@ -18,14 +18,20 @@ WRITER = textwrap.dedent("""
     out, name, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     big = pd.DataFrame({"object_id": [f"o{i}" for i in range(200_000)], "x": range(200_000)})
     for i in range(count):
-        record = {"kind": "astrobench-result", "writer": name, "i": i, "payload": "x" * 2_000_000}
+        record = {"kind": "astrobench-result", "writer": name, "i": i, "payload": "x" * 2_000_000,
+                  "method": "m", "config_hash": "c", "dataset": "d", "profile": "smoke", "task": "t",
+                  "protocol": "linear", "seed": 0, "label_budget": None, "scores": {"acc": 0.5},
+                  "main_score": "acc", "higher_is_better": {"acc": True}}
         write_result(out / f"{name}-{i % 3}.json", record, big)
     print("done", flush=True)
 """)
 
 
 def _record(**scores):
-    return {"kind": "astrobench-result", "scores": scores}
+    # every field a reader needs (store.result_problem): a record without them is a damaged result
+    return {"kind": "astrobench-result", "method": "m", "config_hash": "c", "dataset": "d", "profile": "smoke",
+            "task": "t", "protocol": "linear", "seed": 0, "label_budget": None, "scores": scores,
+            "main_score": next(iter(scores)), "higher_is_better": {k: True for k in scores}}
 
 
 def test_stable_hash_ignores_key_order():
@@ -85,6 +91,10 @@ def test_two_processes_writing_into_one_folder_keep_both_results(tmp_path):
 
 
 def test_load_results_names_a_corrupt_file(tmp_path):
+    # issue 17: a damaged file is named and skipped with a warning; the other results still load
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ValueError, match="bad.json"):
-        load_results(tmp_path)
+    write_result(tmp_path / "good.json", _record(acc=0.5), None)
+    with pytest.warns(UserWarning, match="bad.json"):
+        results = load_results(tmp_path)
+    assert [r["scores"] for r in results] == [{"acc": 0.5}]
+    assert [p.name for p, _ in results.damaged] == ["bad.json"]

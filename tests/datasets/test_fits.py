@@ -21,24 +21,19 @@ PIXEL_SCALE = {"example_a": 0.1, "example_b": 0.10136411, "example_bad_pix": 0.1
 EXPECTED_HSC_FWHM = [0.734, 0.634, 0.587, 0.549, 0.651]
 
 
-@pytest.fixture(scope="module")
-def decals(real_data):
-    return real_data / "decals_fits"
-
-
 @pytest.fixture()
-def good_folder(tmp_path, decals):
+def good_folder(tmp_path, real_data):
     """The readable DECaLS files (links: nothing in shared/ is modified)."""
     folder = tmp_path / "good"
     folder.mkdir()
     for name in [*GOOD, "temp_small"]:
-        (folder / f"{name}.fits").symlink_to(decals / f"{name}.fits")
+        (folder / f"{name}.fits").symlink_to(real_data / "decals_fits" / f"{name}.fits")
     return folder
 
 
 @pytest.mark.parametrize("name", [*GOOD, "temp_small"])
-def test_each_decals_file(decals, name):
-    path = decals / f"{name}.fits"
+def test_each_decals_file(real_file, name):
+    path = real_file(f"decals_fits/{name}.fits")  # three are committed in tests/data, the rest skip without ../shared
     data = FitsSource(str(path)).load()
     size = 225 if name == "temp_small" else 424
     assert data.image.shape == (1, 3, size, size)
@@ -55,23 +50,37 @@ def test_each_decals_file(decals, name):
     assert data.manifest == {"source": "fits", "options": FitsSource(str(path)).options()}
 
 
-def test_decals_no_coverage_zeros_are_masked(decals):
-    data = FitsSource(str(decals / "example_bad_pix.fits")).load()
+def test_decals_no_coverage_zeros_are_masked(test_data):
+    bad_pix = test_data / "decals_fits" / "example_bad_pix.fits"
+    data = FitsSource(str(bad_pix)).load()
     fractions = data.mask[0].mean(axis=(1, 2))
     np.testing.assert_allclose(fractions, [0.75707547, 0.72760546, 0.0], atol=1e-7)
     assert (data.image[data.mask] == 0).all()
-    d = FitsSource(str(decals / "example_d.fits")).load()
-    np.testing.assert_allclose(d.mask[0].mean(axis=(1, 2)), [0.0, 0.00132387, 0.0], atol=1e-7)
-    kept = FitsSource(str(decals / "example_bad_pix.fits"), zero_is_invalid=False).load()
+    kept = FitsSource(str(bad_pix), zero_is_invalid=False).load()
     assert not kept.mask.any()
 
 
-def test_truncated_file_is_an_error_naming_it(decals):
+def test_decals_a_few_isolated_zeros_are_masked(real_file):
+    d = FitsSource(str(real_file("decals_fits/example_d.fits"))).load()
+    np.testing.assert_allclose(d.mask[0].mean(axis=(1, 2)), [0.0, 0.00132387, 0.0], atol=1e-7)
+
+
+def test_truncated_file_is_an_error_naming_it(test_data):
+    decals = test_data / "decals_fits"
     with pytest.raises(DataError, match=r"example_incomplete\.fits: FITS file is truncated"):
         FitsSource(str(decals / "example_incomplete.fits")).load()
     # a folder holding it is refused whole, never read as a shorter dataset
     with pytest.raises(DataError, match=r"example_incomplete\.fits"):
         FitsSource(str(decals), size=224).load()
+
+
+def test_different_sizes_in_the_committed_files_need_size(tmp_path, test_data):
+    for name in ("example_bad_pix", "temp_small"):
+        (tmp_path / f"{name}.fits").symlink_to(test_data / "decals_fits" / f"{name}.fits")
+    with pytest.raises(DataError, match=r"temp_small\.fits is 225x225 .* 424x424.*size="):
+        FitsSource(str(tmp_path)).load()
+    data = FitsSource(str(tmp_path), size=224).load()
+    assert list(data.object_id) == ["example_bad_pix", "temp_small"] and data.image.shape == (2, 3, 224, 224)
 
 
 def test_different_sizes_need_size(good_folder):
@@ -93,8 +102,8 @@ def test_folder_centre_crop(good_folder):
     assert 0.5 < data.mask[bad, 0].mean() < 1.0 and data.mask[bad, 2].mean() == 0
 
 
-def test_area_resample_keeps_total_flux_and_scales_pixels(decals):
-    path = decals / "example_a.fits"
+def test_area_resample_keeps_total_flux_and_scales_pixels(real_file):
+    path = real_file("decals_fits/example_a.fits")
     full = FitsSource(str(path)).load()
     small = FitsSource(str(path), size=53, resize="area").load()  # 424 = 8 x 53
     assert small.image.shape == (1, 3, 53, 53)
@@ -105,8 +114,8 @@ def test_area_resample_keeps_total_flux_and_scales_pixels(decals):
     assert small.ra[0] == pytest.approx(full.ra[0], abs=1e-7)
 
 
-def test_hsc_cutout_with_psf_file(real_data):
-    folder = real_data / "hsc_blend"
+def test_hsc_cutout_with_psf_file(test_data):
+    folder = test_data / "hsc_blend"
     data = FitsSource(str(folder / "Cut_HSC.fits"), bands=list("grizy"), psf="PSF_HSC.fits").load()
     assert data.image.shape == (1, 5, 50, 50) and data.image.dtype == np.float32
     assert data.pixel_scale[0] == pytest.approx(0.168, rel=1e-6)
@@ -238,9 +247,10 @@ def test_cutouts_by_ra_dec_with_partial_overlap(tmp_path):
         FitsSource(str(tmp_path), catalog="catalog.csv", bands=["r"], size=21, cutout=True).load()
 
 
-def test_band_header_disagreement_and_options(decals):
+def test_band_header_disagreement_and_options(test_data):
+    decals = test_data / "decals_fits"
     with pytest.raises(DataError, match=r"header bands \['g', 'r', 'z'\] differ from bands=\['g', 'r', 'i'\]"):
-        FitsSource(str(decals / "example_a.fits"), bands=["g", "r", "i"]).load()
+        FitsSource(str(decals / "example_bad_pix.fits"), bands=["g", "r", "i"]).load()
     with pytest.raises(DataError, match="resize must be"):
         FitsSource(str(decals), resize="bicubic")
     assert DATASETS.get("fits") is FitsSource

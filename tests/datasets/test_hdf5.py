@@ -48,10 +48,23 @@ def test_sdss_quasars_labels_and_missing_values(quasars):
     assert np.nanmin(data.ra) >= 0 and np.nanmax(data.ra) < 360
 
 
-def test_max_objects_and_chunked_reading_agree(real_data):
-    path = real_data / "sdss_quasars" / "sdss_quasars_ugriz64.h5"
+def test_max_objects_and_chunked_reading_agree(test_data):
+    path = test_data / "sdss_quasars" / "sdss_quasars_ugriz64_first50.h5"
     head = HDF5Source(str(path), preset="sdss_quasars", max_objects=7).load()
     assert len(head) == 7
+    whole = HDF5Source(str(path), preset="sdss_quasars").load()
+    np.testing.assert_array_equal(head.image, whole.image[:7])
+
+
+def test_committed_quasar_subset_keeps_the_real_files_gaps(test_data):
+    """The first 50 rows of the shared file (tests/data/README.md): 15 have no catalogue match."""
+    path = test_data / "sdss_quasars" / "sdss_quasars_ugriz64_first50.h5"
+    assert detect_preset(path) == "sdss_quasars"
+    data = HDF5Source(str(path), preset="sdss_quasars").load()
+    assert len(data) == 50 and data.image.shape == (50, 5, 64, 64) and data.bands == tuple("ugriz")
+    z = data.labels["redshift"]
+    assert np.isfinite(z).all() and 2.75 < z.min() and z.max() < 7.1
+    assert np.isnan(data.ra).sum() == 15 and np.isnan(data.labels["mag_r"]).sum() == 15 and np.isnan(data.ebv).sum() == 15
 
 
 def _galaxy10(path, n=12, with_nan_redshift=True, ans=None):
@@ -107,8 +120,8 @@ def test_channels_guess_and_explicit_keys(tmp_path):
     assert np.isnan(data.ra).all()
 
 
-def test_wrong_band_count_missing_key_and_duplicate_ids(tmp_path, real_data):
-    path = real_data / "sdss_quasars" / "sdss_quasars_ugriz64.h5"
+def test_wrong_band_count_missing_key_and_duplicate_ids(tmp_path, test_data):
+    path = test_data / "sdss_quasars" / "sdss_quasars_ugriz64_first50.h5"
     with pytest.raises(DataError, match=r"3 bands .* 5 channels"):
         HDF5Source(str(path), preset="sdss_quasars", bands=["g", "r", "i"]).load()
     with pytest.raises(DataError, match=r"no dataset 'cutouts'"):

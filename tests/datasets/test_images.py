@@ -47,6 +47,18 @@ def test_gz_rings_labels(rings):
     assert np.isfinite(rings.ra).all()
 
 
+def test_committed_ring_subset(test_data):
+    """tests/data/gz_rings_16: 8 ring and 8 non-ring galaxies of the shared sample, its catalogue rows."""
+    folder = test_data / "gz_rings_16"
+    data = ImageFolderSource(str(folder), size=32).load()
+    catalog = pd.read_csv(folder / "catalog.csv")
+    assert data.image.shape == (16, 3, 32, 32) and list(data.object_id) == catalog["iauname"].tolist()
+    assert data.labels["ring"].sum() == 8 and set(data.labels) == {"ring", *FRACTIONS}
+    assert np.allclose(data.pixel_scale, 0.262 * 424 / 32) and not data.mask.any()
+    first = np.asarray(Image.open(folder / catalog["file"][0]), dtype=np.float64) / 255.0
+    assert data.image[0].mean(axis=(1, 2)) == pytest.approx(first.mean(axis=(0, 1)), rel=1e-5)
+
+
 def _folder(tmp_path, rows, size=8, mode="RGB"):
     (tmp_path / "images").mkdir(exist_ok=True)
     rng = np.random.default_rng(0)

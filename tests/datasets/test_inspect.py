@@ -13,13 +13,13 @@ from astrobench.datasets.npz import NpzSource
 from astrobench.datasets.schema import DataError
 
 
-def test_guesses(real_data, tmp_path):
-    quasars = source_for_path(str(real_data / "sdss_quasars" / "sdss_quasars_ugriz64.h5"))
+def test_guesses(test_data, tmp_path):
+    quasars = source_for_path(str(test_data / "sdss_quasars" / "sdss_quasars_ugriz64_first50.h5"))
     assert isinstance(quasars, HDF5Source) and quasars.preset == "sdss_quasars"
-    assert isinstance(source_for_path(str(real_data / "decals_fits")), FitsSource)
-    assert isinstance(source_for_path(str(real_data / "decals_fits" / "example_a.fits")), FitsSource)
-    assert isinstance(source_for_path(str(real_data / "gz_rings")), ImageFolderSource)
-    assert isinstance(source_for_path(str(real_data / "hsc_blend" / "hsc_cosmos_35.npz")), NpzSource)
+    assert isinstance(source_for_path(str(test_data / "decals_fits")), FitsSource)
+    assert isinstance(source_for_path(str(test_data / "decals_fits" / "example_bad_pix.fits")), FitsSource)
+    assert isinstance(source_for_path(str(test_data / "gz_rings_16")), ImageFolderSource)
+    assert isinstance(source_for_path(str(test_data / "hsc_blend" / "hsc_cosmos_35.npz")), NpzSource)
     with pytest.raises(DataError, match="does not exist"):
         source_for_path(str(tmp_path / "nothing"))
     (tmp_path / "notes.txt").write_text("hello")
@@ -40,15 +40,15 @@ def test_inspect_sdss_quasars(real_data):
     assert '0.396"/px' in text and "label redshift: float64, 100% present, range 2.77 to 7.019" in text
 
 
-def test_inspect_decals_masked_fraction(real_data):
-    info = inspect_source(FitsSource(str(real_data / "decals_fits" / "example_bad_pix.fits")))
+def test_inspect_decals_masked_fraction(test_data):
+    info = inspect_source(FitsSource(str(test_data / "decals_fits" / "example_bad_pix.fits")))
     assert info["invalid_fraction_per_band"] == pytest.approx({"g": 0.75707547, "r": 0.72760546, "z": 0.0})
     assert info["invalid_fraction"] == pytest.approx((0.75707547 + 0.72760546) / 3)
     assert "invalid px:   49.49% (g 75.7%, r 72.8%, z 0.0%)" in format_inspection(info)
 
 
-def test_inspect_saved_folder_and_int_labels(real_data, tmp_path):
-    data = NpzSource(str(real_data / "hsc_blend" / "hsc_cosmos_35.npz"), pixel_scale=0.168).load()
+def test_inspect_saved_folder_and_int_labels(test_data, tmp_path):
+    data = NpzSource(str(test_data / "hsc_blend" / "hsc_cosmos_35.npz"), pixel_scale=0.168).load()
     data.labels["blend_size"] = np.array([7])
     data.save(tmp_path / "saved")
     source = source_for_path(str(tmp_path / "saved"))

@@ -11,8 +11,8 @@ from astrobench.registry import DATASETS
 
 
 @pytest.fixture(scope="module")
-def scene(real_data):
-    return real_data / "hsc_blend" / "hsc_cosmos_35.npz"
+def scene(test_data):
+    return test_data / "hsc_blend" / "hsc_cosmos_35.npz"
 
 
 def test_hsc_scene_with_every_set_bit_flagged(scene):

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from astrobench.augment.pipeline import ViewPipeline
-from astrobench.benchmark.batches import make_batch
+from astrobench.datasets.batches import make_batch
 from astrobench.benchmark.config import RunConfig
-from astrobench.datasets.normalize import Normalizer
+from astrobench.augment.normalize import Normalizer
 from astrobench.datasets.schema import SurveyData
 from astrobench.datasets.splits import split_indices
 from astrobench.datasets.synthetic import generate

@@ -225,7 +225,7 @@ def test_finetune_views_keep_geometric_ops_and_add_rotation():
     """Label-preserving views: the method's geometric ops with their parameters, plus RR; the
     photometric ones (noise, reddening, PSF smoothing) change what the labels are read from."""
     from astrobench.augment.pipeline import ViewPipeline
-    from astrobench.datasets.normalize import Normalizer
+    from astrobench.augment.normalize import Normalizer
     from astrobench.tasks.finetune import finetune_views
 
     normalizer = Normalizer(("u", "g", "r", "i", "z"), (1.0,) * 5)

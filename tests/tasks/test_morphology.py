@@ -1,7 +1,6 @@
 """Morphology: majority answers, per-question scores, vote-fraction regression, custom questions."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,14 +115,10 @@ def test_clear_errors():
         MorphologyTask().supervised_targets({"gz_bar": np.ones(3)})
 
 
-REAL_RINGS = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "gz_rings" / "catalog.csv"
-
-
-@pytest.mark.skipif(not REAL_RINGS.is_file(), reason="real gz_rings catalogue not present")
-def test_real_gz_rings_catalogue_columns():
+def test_real_gz_rings_catalogue_columns(real_data):
     import pandas as pd
 
-    catalog = pd.read_csv(REAL_RINGS)
+    catalog = pd.read_csv(real_data / "gz_rings" / "catalog.csv")
     fractions = [c for c in catalog.columns if c.endswith("_fraction")]
     labels = {"ring": catalog["ring"].to_numpy(np.int64), **{c: catalog[c].to_numpy(np.float32) for c in fractions}}
     n = len(catalog)

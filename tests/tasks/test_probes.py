@@ -12,7 +12,8 @@ from astrobench.datasets.schema import DataError
 from astrobench.registry import PROBES, UnknownNameError
 from astrobench.tasks import probes
 from astrobench.tasks.dwarfs import DwarfTask
-from astrobench.tasks.probes import KNNProbe, LinearProbe, Target, fit_probe
+from astrobench.tasks.linear_probe import LinearProbe
+from astrobench.tasks.probes import KNNProbe, Target, fit_probe
 from astrobench.tasks.similarity import SimilarityTask
 
 

@@ -1,7 +1,6 @@
 """The redshift task: binning, the linear (binned PDF) and kNN protocols, configurable ranges."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,13 +101,9 @@ def test_missing_label_is_named():
         RedshiftTask(z_min=0.5, z_max=0.4)
 
 
-REAL_QUASARS = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "sdss_quasars" / "sdss_quasars_ugriz64.h5"
-
-
-@pytest.mark.skipif(not REAL_QUASARS.is_file(), reason="real SDSS quasar file not present")
-def test_real_sdss_quasars_with_a_configured_range():
+def test_real_sdss_quasars_with_a_configured_range(real_data):
     h5py = pytest.importorskip("h5py")
-    with h5py.File(REAL_QUASARS) as f:
+    with h5py.File(real_data / "sdss_quasars" / "sdss_quasars_ugriz64.h5") as f:
         z = f["specz"][:].astype(np.float32)
         mags = np.stack([f[f"mag_{b}"][:] for b in "ugriz"], 1).astype(np.float32)
     colours = np.diff(mags, axis=1)  # u-g, g-r, r-i, i-z: the classic photometric-redshift features

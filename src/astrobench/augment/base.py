@@ -32,6 +32,7 @@ class Augmentation(ABC):
     """
 
     code: ClassVar[str]
+    version: ClassVar[str] = "1"  # part of every cache key and result identity (benchmark/identity.py)
     geometric: ClassVar[bool] = False
     needs_flux: ClassVar[bool] = False  # physically meaningless on RGB composites
     # whether the op's result depends on ``ivar`` (not merely updates it): a pipeline that does not

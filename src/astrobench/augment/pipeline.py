@@ -10,7 +10,7 @@ import torch
 from astrobench.augment.base import Augmentation, AugBatch
 from astrobench.augment.functional import may_be_true
 from astrobench.augment.ops import GeometricAugmentation, PlaneScaleAugmentation, apply_geometry, scale_planes
-from astrobench.datasets.normalize import Normalizer
+from astrobench.augment.normalize import Normalizer
 from astrobench.registry import AUGMENTATIONS
 
 

@@ -31,10 +31,11 @@ from typing import Any
 import pandas as pd
 
 from astrobench.benchmark.leaderboard import (
-    SEPARATION, Grid, _emit, budget_order, combine_uncertainty, decimals_for, filter_frame,
+    SEPARATION, budget_order, combine_uncertainty, decimals_for, filter_frame,
     flag_marks, legend_lines, metric_header, results_frame,
 )
 from astrobench.benchmark.store import load_results
+from astrobench.benchmark.table_formats import Grid, emit
 
 FORMATS = ("rich", "md", "csv", "json")
 DEFAULT_ALPHA = 0.05
@@ -302,4 +303,4 @@ def render_comparison(result: dict[str, Any], fmt: str = "rich") -> Any:
     grid = Grid(header=header, body=body, bold=bold, title=f"astrobench compare: {result['b']} (B) against "
                 f"{result['a']} (A)", legend=legend, css_class="comparison", n_fixed=3,
                 left=(0, 1, 5, 8), groups=[[3, 4, 5], [6, 7], [8]], uniform_in_title=(2,))
-    return _emit(fmt, grid)
+    return emit(fmt, grid)

@@ -1,14 +1,17 @@
 """Typed run configuration. Precedence: CLI > YAML file > method/profile defaults > dataclass defaults.
 
 A YAML file holds the same keys as ``RunConfig`` (``train`` nested as ``TrainConfig``); an unknown
-key anywhere is an error naming the key and the file. The resolved config is saved with every
-result.
+key anywhere is an error naming the key and the file. Every value is checked here, before any data
+is read or any model built: types (a number is a number), ranges (steps >= 1, a batch of at least
+2 that the processes divide), seeds and label budgets. The resolved config is saved with every
+result; ``resolved_train`` is the one place the training settings are merged.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +19,8 @@ from typing import Any
 
 import yaml
 
-PROFILES = ("smoke", "quick", "gpu", "paper")
+from astrobench.profiles import PROFILE_TRAIN, PROFILES
+
 OVERWRITE_MODES = ("only-missing", "always", "never")
 # `astrobench run` without --method: the baselines that train nothing (the untrained encoder, the
 # chance line, the classical photometric baseline)
@@ -25,6 +29,13 @@ DEFAULT_METHODS = ("random", "constant", "colours")
 
 class ConfigError(ValueError):
     """A malformed config; the message names the key and the file."""
+
+
+def default_cache_dir() -> Path:
+    """``$ASTROBENCH_CACHE``, else ``$XDG_CACHE_HOME/astrobench``, else ``~/.cache/astrobench``."""
+    if os.environ.get("ASTROBENCH_CACHE"):
+        return Path(os.environ["ASTROBENCH_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "astrobench"
 
 
 @dataclass
@@ -50,14 +61,55 @@ class TrainConfig:
     log_every: int = 50
 
 
-# Sizes per profile; a profile never changes an algorithm, only how much of it runs.
-PROFILE_TRAIN: dict[str, dict[str, Any]] = {
-    "smoke": {"steps": 4, "batch_size": 16, "warmup_steps": 1, "log_every": 1},
-    "quick": {"steps": 600, "batch_size": 128, "warmup_steps": 50},
-    # gpu: conclusions on one GPU, about 10 minutes a method (50,000 galaxies, 100 epochs)
-    "gpu": {"steps": 10_000, "batch_size": 512, "warmup_steps": 500, "log_every": 250},
-    "paper": {"steps": 100_000, "batch_size": 256, "warmup_steps": 5000},
+# The type every TrainConfig value must have (a YAML "ten" or a CLI string fails here, naming the key).
+_TRAIN_TYPES: dict[str, tuple[type, ...]] = {
+    "steps": (int,), "batch_size": (int,), "warmup_steps": (int,), "checkpoint_every": (int,),
+    "keep_checkpoints": (int,), "log_every": (int,), "lr": (int, float), "weight_decay": (int, float),
+    "momentum": (int, float), "grad_clip": (int, float, type(None)), "optimizer": (str,), "precision": (str,),
+    "compile": (bool,), "deterministic": (bool,), "data_on_device": (str, bool), "channels_last": (str, bool),
 }
+_TRAIN_CHOICES = {"optimizer": ("adamw", "sgd"), "precision": ("auto", "fp32", "bf16"),
+                  "data_on_device": ("auto", True, False), "channels_last": ("auto", True, False)}
+# (smallest allowed value, why): checked after the types
+_TRAIN_MINIMUM = {"steps": (1, "an untrained model is not a result"),
+                  "batch_size": (2, "contrastive and batch-norm methods need two images a step"),
+                  "warmup_steps": (0, ""), "checkpoint_every": (0, "0 = only at the end"),
+                  "keep_checkpoints": (1, "the newest complete checkpoint is what a resume needs"),
+                  "log_every": (1, ""), "weight_decay": (0, ""), "momentum": (0, "")}
+
+
+def check_train_values(values: dict[str, Any], source: str) -> None:
+    """Type and range of every given training setting; the error names the key, the value and ``source``."""
+    for key, value in values.items():
+        types = _TRAIN_TYPES.get(key)
+        if types is None:
+            continue  # unknown keys are named by _build
+        if isinstance(value, bool) and bool not in types:
+            raise ConfigError(f"{source}: train.{key} must be a number, got {value!r}")
+        if not isinstance(value, types):
+            kinds = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise ConfigError(f"{source}: train.{key} must be {kinds}, got {value!r} ({type(value).__name__})")
+        if key in _TRAIN_CHOICES and value not in _TRAIN_CHOICES[key]:
+            raise ConfigError(f"{source}: train.{key} {value!r} is not one of {list(_TRAIN_CHOICES[key])}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{source}: train.{key} must be finite, got {value!r}")
+        if key in _TRAIN_MINIMUM and value < _TRAIN_MINIMUM[key][0]:
+            least, why = _TRAIN_MINIMUM[key]
+            raise ConfigError(f"{source}: train.{key} must be >= {least}, got {value!r}" + (f" ({why})" if why else ""))
+        if key in ("lr", "grad_clip") and value is not None and value <= 0:
+            raise ConfigError(f"{source}: train.{key} must be > 0, got {value!r}")
+
+
+def check_batch_divides(train: TrainConfig, world_size: int, source: str) -> None:
+    """The global batch is cut into equal shares, one per process."""
+    if train.batch_size % world_size:
+        raise ConfigError(f"{source}: train.batch_size {train.batch_size} is not divisible by the {world_size} "
+                          f"processes; choose a multiple of {world_size}")
+
+
+def _world_size() -> int:
+    # torchrun describes the process group in the environment; the runner joins it after planning
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
 
 
 @dataclass
@@ -76,6 +128,16 @@ class RunConfig:
     dataset_options: dict[str, Any] = field(default_factory=dict)
     eval_dataset: str | None = None  # labelled data for tasks, when not the pretraining data
     eval_dataset_options: dict[str, Any] = field(default_factory=dict)
+    # explicit evaluation: the probe is fitted on every object of train_dataset (default: the
+    # evaluation data, i.e. eval_dataset or dataset) and scored on every object of test_dataset
+    train_dataset: str | None = None
+    train_dataset_options: dict[str, Any] = field(default_factory=dict)
+    test_dataset: str | None = None
+    test_dataset_options: dict[str, Any] = field(default_factory=dict)
+    # train/val/test fractions of the hash split ("all": the whole file is the train split, e.g.
+    # pretraining on an unlabelled file); None = 0.7/0.1/0.2, or "all" when test_dataset is given
+    splits: str | dict[str, float] | None = None
+    strict: bool = False  # data-check warnings (duplicates, impossible labels, ...) fail the run
     profile: str = "quick"
     seeds: list[int] = field(default_factory=lambda: [0])
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> ctor overrides
@@ -86,11 +148,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     train_overrides: dict[str, Any] = field(default_factory=dict)  # keys set explicitly by YAML/CLI
     results_dir: str = field(default_factory=lambda: os.environ.get("ASTROBENCH_RESULTS", "results"))
-    cache_dir: str = field(
-        default_factory=lambda: os.environ.get(
-            "ASTROBENCH_CACHE", str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "astrobench")
-        )
-    )
+    cache_dir: str = field(default_factory=lambda: str(default_cache_dir()))
     overwrite: str = "only-missing"
     device: str = "auto"
     plugins: list[str] = field(default_factory=list)
@@ -107,18 +165,55 @@ class RunConfig:
             raise ConfigError("no task given")
         if not self.seeds:
             raise ConfigError("no seed given")
+        for key in ("methods", "tasks", "plugins") + (("protocols",) if self.protocols is not None else ()):
+            names = getattr(self, key)
+            if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+                raise ConfigError(f"{key} must be a list of names, got {names!r}")
+        if not isinstance(self.seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                                       for s in self.seeds):
+            raise ConfigError(f"seeds must be a list of non-negative integers, got {self.seeds!r}")
+        if not isinstance(self.label_budgets, list) or not self.label_budgets:
+            raise ConfigError(f"label_budgets must be a list of integers or 'all', got {self.label_budgets!r}")
         for budget in self.label_budgets:
+            if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool)):
+                raise ConfigError(f"label budget {budget!r} must be an integer or 'all'")
             if budget is not None and budget <= 0:
                 raise ConfigError(f"label budget {budget} must be a positive number of labels")
+        if self.train_dataset and not self.test_dataset:
+            raise ConfigError("train_dataset (--train-dataset) needs test_dataset (--test-dataset): the objects to score")
+        if self.train_dataset and self.eval_dataset:
+            raise ConfigError("give either eval_dataset or train_dataset/test_dataset, not both")
+        if not isinstance(self.strict, bool):
+            raise ConfigError(f"strict must be true or false, got {self.strict!r}")
+        if self.splits is not None:
+            from astrobench.datasets.splits import resolve_fractions
+
+            try:
+                resolve_fractions(self.splits)
+            except ValueError as exc:
+                raise ConfigError(f"splits: {exc}") from exc
+        for key in ("dataset_options", "eval_dataset_options", "train_dataset_options", "test_dataset_options",
+                    "method_options", "task_options"):
+            if not isinstance(getattr(self, key), dict):
+                raise ConfigError(f"{key} must be a mapping, got {getattr(self, key)!r}")
+        for key in ("dataset", "results_dir", "cache_dir", "device"):
+            if not isinstance(getattr(self, key), str) or not getattr(self, key):
+                raise ConfigError(f"{key} must be a non-empty string, got {getattr(self, key)!r}")
         return self
 
-    def resolved_train(self, method_training: dict[str, dict[str, Any]]) -> TrainConfig:
-        """dataclass defaults < profile sizes < the method's defaults < explicit YAML/CLI keys."""
+    def resolved_train(self, method_training: dict[str, dict[str, Any]], method: str = "method",
+                       world_size: int | None = None) -> TrainConfig:
+        """dataclass defaults < profile sizes < the method's defaults < explicit YAML/CLI keys, checked
+        (types, ranges, the batch divisible by ``world_size``, default: torchrun's ``WORLD_SIZE``)."""
         merged: dict[str, Any] = {}
         merged.update(PROFILE_TRAIN[self.profile])
-        merged.update(method_training.get(self.profile, {}))
+        method_defaults = method_training.get(self.profile, {})
+        check_train_values(method_defaults, f"method {method!r} training defaults ({self.profile})")
+        merged.update(method_defaults)
         merged.update(self.train_overrides)
-        return _build(TrainConfig, merged, "train", "<resolved>")
+        train = _build(TrainConfig, merged, "train", "<resolved>")
+        check_batch_divides(train, _world_size() if world_size is None else world_size, f"method {method!r}")
+        return train
 
 
 def _build(cls: type, values: dict[str, Any], where: str, source: str) -> Any:
@@ -144,8 +239,13 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+_MERGED_PER_NAME = ("method_options", "task_options")
+
+
 def build_config(yaml_values: dict[str, Any], cli_values: dict[str, Any], source: str = "<cli>") -> RunConfig:
-    """Merge YAML and CLI values (CLI wins) into a validated ``RunConfig``."""
+    """Merge YAML and CLI values (CLI wins) into a validated ``RunConfig``: the one place the layers
+    meet. Mappings merge key by key (``train``, ``*_options``), plugin lists add up; every other
+    key is replaced whole. The training settings are completed per method by ``resolved_train``."""
     values: dict[str, Any] = {}
     for origin, layer in ((source, yaml_values), ("command line", cli_values)):
         names = {f.name for f in dataclasses.fields(RunConfig)} - {"train_overrides"}
@@ -158,6 +258,7 @@ def build_config(yaml_values: dict[str, Any], cli_values: dict[str, Any], source
                 if not isinstance(value, dict):
                     raise ConfigError(f"{origin}: 'train' must be a mapping")
                 _build(TrainConfig, value, "train", origin)  # names every unknown key
+                check_train_values(value, origin)
                 values.setdefault("train_overrides", {}).update(value)
             elif key == "views":
                 if not isinstance(value, dict):
@@ -172,6 +273,19 @@ def build_config(yaml_values: dict[str, Any], cli_values: dict[str, Any], source
                         views[method] = _build(ViewsConfig, view, f"views.{method}", origin)
                     else:
                         raise ConfigError(f"{origin}: views.{method} must be a list of codes or a mapping")
+            elif key == "label_budgets":
+                items = value if isinstance(value, list) else [value]
+                values[key] = [None if item == "all" else item for item in items]  # YAML may say 'all'
+            elif key in _MERGED_PER_NAME and isinstance(value, dict) and isinstance(values.get(key), dict):
+                # options per method/task: a command-line key overrides that key, the rest of the YAML stays
+                merged = {name: dict(options) for name, options in values[key].items()}
+                for name, options in value.items():
+                    merged[name] = {**merged.get(name, {}), **options} if isinstance(options, dict) else options
+                values[key] = merged
+            elif key.endswith("_options") and isinstance(value, dict) and isinstance(values.get(key), dict):
+                values[key] = {**values[key], **value}  # dataset options: key by key, CLI over YAML
+            elif key == "plugins" and isinstance(value, list) and isinstance(values.get(key), list):
+                values[key] = list(dict.fromkeys([*values[key], *value]))  # both layers' plugins, once each
             else:
                 values[key] = value
     overrides = values.pop("train_overrides", {})

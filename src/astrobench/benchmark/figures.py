@@ -1,7 +1,7 @@
 """Figures for the HTML report, as PNG files (matplotlib, Agg backend; no display, no network).
 
 Every function takes plain arrays (never records or models: ``report.py`` gathers those) and writes
-one PNG, returning its path. Cutouts are shown as asinh RGB composites (``asinh_rgb``).
+one PNG, returning its path. Cutouts arrive as RGB composites (``datasets/display.py``).
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-# preferred (blue, green, red) band triples; the first one the survey has wins
-RGB_TRIPLES = (("g", "r", "i"), ("g", "r", "z"), ("r", "i", "z"), ("u", "g", "r"), ("B", "V", "R"))
 MATCH, MISMATCH, QUERY = "#1a9850", "#d73027", "#2166ac"
 
 
@@ -34,78 +32,6 @@ def _save(fig: Any, out: Path) -> Path:
     fig.savefig(out, dpi=100, bbox_inches="tight", facecolor="white")
     plt.close(fig)
     return out
-
-
-# -- cutouts ---------------------------------------------------------------------------------------
-def rgb_band_indices(bands: Sequence[str]) -> tuple[int, int, int] | None:
-    """Indices of the bands shown as (R, G, B), or None for a grey image (one or two bands).
-
-    ugriz -> i, r, g; grz -> z, r, g; an unknown set of three or more bands -> the three central
-    ones, assumed ordered from blue to red (the reddest shown as red).
-    """
-    bands = list(bands)
-    if len(bands) < 3:
-        return None
-    for blue, green, red in RGB_TRIPLES:
-        if {blue, green, red} <= set(bands):
-            return bands.index(red), bands.index(green), bands.index(blue)
-    first = (len(bands) - 3) // 2
-    return first + 2, first + 1, first
-
-
-def asinh_rgb(image: np.ndarray, bands: Sequence[str], *, q: float = 8.0, stretch: float | None = None,
-              minimum: float = 0.0) -> np.ndarray:
-    """Lupton et al. (2004)-style asinh colour composite of one ``(C, H, W)`` flux image -> uint8 ``(H, W, 3)``.
-
-    Three bands are mapped to R, G, B (``rgb_band_indices``; one or two bands give a grey image of
-    their mean). The stretch acts on the intensity I = mean of the three channels, so colours
-    (channel ratios) are kept: each channel becomes ``c * asinh(q * I / stretch) / (I * asinh(q))``,
-    pixels where a channel exceeds 1 are scaled down as a whole (no hue shift), negatives are black.
-    ``stretch`` is the intensity shown at full brightness (default: the 99.5th percentile of I, so
-    pass the same value to show several images on one scale); ``minimum`` is subtracted first.
-    """
-    image = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    if image.ndim == 2:
-        image = image[None]
-    if image.ndim != 3 or image.shape[0] != len(bands):
-        raise ValueError(f"asinh_rgb: expected a (C, H, W) image with C = {len(bands)} bands, got shape {image.shape}")
-    picks = rgb_band_indices(bands)
-    if picks is None:
-        grey = image.mean(axis=0)
-        channels = np.stack([grey, grey, grey])
-    else:
-        channels = image[list(picks)]
-    channels = np.clip(channels - minimum, 0.0, None)
-    intensity = channels.mean(axis=0)
-    if stretch is None:
-        positive = intensity[intensity > 0]
-        stretch = float(np.percentile(positive, 99.5)) if positive.size else 1.0
-    stretch = max(float(stretch), 1e-30)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        factor = np.where(intensity > 0, np.arcsinh(q * intensity / stretch) / (intensity * np.arcsinh(q)), 0.0)
-    rgb = channels * factor
-    peak = rgb.max(axis=0)
-    rgb = rgb / np.maximum(peak, 1.0)  # saturate as a whole: keeps the hue of bright cores
-    return np.round(np.moveaxis(rgb, 0, -1) * 255).astype(np.uint8)
-
-
-def noise_floor(image: np.ndarray, bands: Sequence[str]) -> float:
-    """Robust noise level (1.4826 x MAD) of the RGB intensity of one ``(C, H, W)`` image: a black point
-    (``minimum``) for ``asinh_rgb`` that keeps sky noise dark around faint galaxies."""
-    image = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    picks = rgb_band_indices(bands)
-    intensity = image.mean(axis=0) if picks is None else image[list(picks)].mean(axis=0)
-    return float(1.4826 * np.median(np.abs(intensity - np.median(intensity))))
-
-
-def display_stretch(images: np.ndarray, bands: Sequence[str], minimum: float = 0.0) -> float:
-    """A common ``stretch`` for several cutouts (99.5th percentile of their RGB intensity)."""
-    images = np.nan_to_num(np.asarray(images, dtype=np.float64))
-    picks = rgb_band_indices(bands)
-    channels = images.mean(axis=1, keepdims=True) if picks is None else images[:, list(picks)]
-    intensity = np.clip(channels - minimum, 0, None).mean(axis=1)
-    positive = intensity[intensity > 0]
-    return float(np.percentile(positive, 99.5)) if positive.size else 1.0
 
 
 def _frame(ax: Any, colour: str, width: float = 4.0) -> None:
@@ -249,8 +175,9 @@ def reconstruction_grid(panels: dict[str, np.ndarray], title: str, out: Path) ->
 
 
 # -- photometric redshift --------------------------------------------------------------------------
-def photoz_plot(panels: list[dict[str, Any]], out: Path, outlier: float = 0.05) -> Path:
-    """z_phot against z_spec per panel ({title, z_spec, z_phot}), with the 1:1 line and |Δz| = outlier lines."""
+def photoz_plot(panels: list[dict[str, Any]], out: Path) -> Path:
+    """z_phot against z_spec per panel ({title, z_spec, z_phot, outlier, sigma_mad, eta_percent}: the
+    metrics come computed, from ``tasks/metrics.py``), with the 1:1 line and |Δz| = outlier lines."""
     plt = _pyplot()
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols)
@@ -259,11 +186,7 @@ def photoz_plot(panels: list[dict[str, Any]], out: Path, outlier: float = 0.05) 
         ax.axis("off")
     for ax, panel in zip(axes.ravel(), panels):
         z_spec, z_phot = np.asarray(panel["z_spec"], float), np.asarray(panel["z_phot"], float)
-        ok = np.isfinite(z_spec) & np.isfinite(z_phot)
-        z_spec, z_phot = z_spec[ok], z_phot[ok]
-        dz = (z_phot - z_spec) / (1 + z_spec)
-        sigma_mad = 1.4826 * float(np.median(np.abs(dz - np.median(dz)))) if dz.size else math.nan
-        eta = 100.0 * float(np.mean(np.abs(dz) > outlier)) if dz.size else math.nan
+        outlier = panel["outlier"]
         lo = float(min(z_spec.min(initial=0), z_phot.min(initial=0)))
         hi = float(max(z_spec.max(initial=0.1), z_phot.max(initial=0.1)))
         grid = np.linspace(lo, hi, 50)
@@ -280,7 +203,7 @@ def photoz_plot(panels: list[dict[str, Any]], out: Path, outlier: float = 0.05) 
         ax.set_xlabel("z_spec")
         ax.set_ylabel("z_phot")
         ax.set_title(panel["title"], fontsize=9)
-        ax.text(0.03, 0.97, f"σ_MAD = {sigma_mad:.4f}\nη = {eta:.1f}%\nN = {len(z_spec)}", transform=ax.transAxes,
+        ax.text(0.03, 0.97, f"σ_MAD = {panel['sigma_mad']:.4f}\nη = {panel['eta_percent']:.1f}%\nN = {len(z_spec)}", transform=ax.transAxes,
                 va="top", fontsize=8, bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
     fig.tight_layout()
     return _save(fig, out)

@@ -21,6 +21,11 @@ Marks, direction-aware (``higher_is_better`` is stored with every result; ↑/�
   ``astrobench compare`` runs the paired test over seeds (``benchmark/compare.py``);
 - flags stored with a result (in any of the cell's seeds): ``!`` constant predictions, ``†`` the
   pretraining loss never fell, ``‡`` any other flag (named in the legend).
+Rank: coverage first (rows with every column that has a better direction, then rows with fewer),
+then the mean of a row's per-column ranks over the columns it has: one good cell never outranks a
+row measured everywhere. The footer says so and names the rows that miss columns. Each row also carries its model card (``model_card.py``: backbone,
+parameters, embedding size, images seen): a block of columns in the terminal, a legend line in the
+page formats, a ``model`` field in JSON.
 Each column shows its numbers to one precision, chosen from the column's median standard error
 (one or two significant digits of it, the Particle Data Group's rounding rule). CSV and JSON carry
 the raw numbers (mean, seed std, bootstrap std, SE, n) and the flags as fields, never as marks.
@@ -44,6 +49,9 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 import pandas as pd
+
+from astrobench.benchmark.table_formats import BOLD, Grid, emit
+from astrobench.benchmark.model_card import CARD_FIELDS, CARD_HEADERS, card_texts, model_card
 
 FORMATS = ("rich", "md", "csv", "latex", "json", "html")
 VIEWS = ("table", "curves", "ablation")
@@ -123,6 +131,7 @@ def results_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     for r in latest_per_identity(records):
         boot = r.get("bootstrap_std") if isinstance(r.get("bootstrap_std"), dict) else {}
         flags = tuple(sorted({str(f) for f in (r.get("flags") or [])}))
+        card = model_card(r)
         for metric, value in r["scores"].items():
             rows.append({
                 "method": r["method"],
@@ -141,6 +150,7 @@ def results_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
                 "flags": flags,
                 "higher_is_better": r["higher_is_better"].get(metric),
                 "is_main": metric == r["main_score"],
+                "model": card,
             })
     return pd.DataFrame(rows)
 
@@ -202,17 +212,42 @@ def _has_direction(hib: Any) -> bool:
     return hib is not None and not (isinstance(hib, float) and math.isnan(hib))
 
 
+@dataclass
+class Ranking:
+    """How the rows are ranked (``build_table``): coverage first, ``coverage[row]`` being how many
+    of the ``n_ranked`` ranked columns (those whose metric has a better direction) a row has; then
+    the mean of its per-column ranks over the columns it has."""
+
+    coverage: dict[str, int]
+    n_ranked: int
+
+    def legend(self) -> str:
+        """The footer line saying how the rank is made, naming the rows that miss columns."""
+        if self.n_ranked == 0:
+            return "rank: no column has a better direction, so rows are in name order"
+        text = (f"rank: rows with all {self.n_ranked} ranked column(s) first, then by how many they have; "
+                "within each, the mean of the per-column ranks")
+        partial = [f"{row} ({k} of {self.n_ranked})" for row, k in self.coverage.items() if k < self.n_ranked]
+        if partial:
+            text += "; missing columns: " + ", ".join(partial)
+        return text
+
+
 def build_table(agg: pd.DataFrame, show_budget: bool | None = None
-                ) -> tuple[list[str], list[str], dict[tuple[str, str], dict[str, Any]]]:
-    """Rows, columns and cells {mean, std, boot_std, se, n, flags, best, near_best}; rows ranked by
-    mean rank over columns. ``near_best``: not the best, and not separable from it."""
+                ) -> tuple[list[str], list[str], dict[tuple[str, str], dict[str, Any]], Ranking]:
+    """Rows, columns, cells {mean, std, boot_std, se, n, flags, best, near_best} and the ranking.
+
+    Coverage first: rows with every ranked column come first, then rows with fewer, so a row with
+    one good column never outranks a row measured everywhere; within the same coverage, by mean
+    rank over the columns a row has. ``near_best``: not the best, and not separable from it."""
     if show_budget is None:
         show_budget = agg["label_budget"].nunique() > 1
     agg = agg.assign(column=[column_label(t, p, b, m, show_budget) for t, p, b, m in
                              zip(agg["task"], agg["protocol"], agg["label_budget"], agg["metric"])])
     columns = list(dict.fromkeys(agg.sort_values(["task", "protocol", "label_budget", "metric"], key=_sort_key)["column"]))
     cells: dict[tuple[str, str], dict[str, Any]] = {}
-    ranks: dict[str, list[float]] = {}
+    all_rows = list(dict.fromkeys(agg["row"]))
+    ranked_groups: list[tuple[pd.DataFrame, int]] = []
     for column, group in agg.groupby("column"):
         hib = group["higher_is_better"].iloc[0]
         here = []
@@ -222,17 +257,19 @@ def build_table(agg: pd.DataFrame, show_budget: bool | None = None
                         higher_is_better=bool(hib) if _has_direction(hib) else None)
             cells[(r["row"], column)] = cell
             here.append(cell)
-            ranks.setdefault(r["row"], [])
         if not _has_direction(hib):
             continue  # a metric without a better direction (a signed bias) is shown, never ranked or marked
         direction = 1 if hib else -1
         _mark_best(here, direction)
-        ranked = (group["mean"] * -direction).rank(method="min")
-        for row, rank in zip(group["row"], ranked):
+        ranked_groups.append((group[group["mean"].notna()], direction))
+    ranks: dict[str, list[float]] = {row: [] for row in all_rows}
+    for group, direction in ranked_groups:  # 1 = best; ties share the lower rank
+        for row, rank in zip(group["row"], (group["mean"] * -direction).rank(method="min")):
             ranks[row].append(float(rank))
     mean_rank = {row: sum(v) / len(v) if v else math.inf for row, v in ranks.items()}
-    rows = sorted(ranks, key=lambda row: (mean_rank[row], row))
-    return rows, columns, cells
+    ordered = sorted(all_rows, key=lambda row: (-len(ranks[row]), mean_rank[row], row))
+    ranking = Ranking(coverage={row: len(ranks[row]) for row in ordered}, n_ranked=len(ranked_groups))
+    return ordered, columns, cells, ranking
 
 
 def _mark_best(cells: list[dict[str, Any]], direction: int) -> None:
@@ -352,12 +389,14 @@ def render(records: list[dict[str, Any]], fmt: str = "rich", all_metrics: bool =
     if view == "ablation":
         return _render_ablation(ablation_table(df, all_metrics), fmt)
     agg = aggregate(df, all_metrics)
-    rows, columns, cells = build_table(agg, show_budget=True if view == "curves" else None)
-    seeds = df.groupby(_row_labels(df))["seed"].nunique()
+    rows, columns, cells, ranking = build_table(agg, show_budget=True if view == "curves" else None)
+    labels = _row_labels(df)
+    seeds = df.groupby(labels)["seed"].nunique()
+    cards = _row_cards(df, labels)
     if fmt == "json":
         return json.dumps([
-            {"rank": i + 1, "method": row, "seeds": int(seeds[row]),
-             "scores": {c: _clean(cells[(row, c)]) for c in columns if (row, c) in cells}}
+            {"rank": i + 1, "coverage": ranking.coverage[row], "method": row, "seeds": int(seeds[row]),
+             "model": cards[row], "scores": {c: _clean(cells[(row, c)]) for c in columns if (row, c) in cells}}
             for i, row in enumerate(rows)
         ], indent=2)
     if fmt == "csv":
@@ -374,23 +413,45 @@ def render(records: list[dict[str, Any]], fmt: str = "rich", all_metrics: bool =
     column_cells = {c: [cells[(r, c)] for r in rows if (r, c) in cells] for c in columns}
     decimals = {c: column_decimals(column_cells[c]) for c in columns}
     hib = {c: column_cells[c][0]["higher_is_better"] if column_cells[c] else None for c in columns}
+    # the model card: a block of its own in the terminal; one legend line in the page formats,
+    # whose tables keep one column per score
+    terminal = fmt == "rich"
+    card_width = len(CARD_FIELDS) if terminal else 0
     body, bold, classes = [], [], []
     for i, row in enumerate(rows):
         found = [cells.get((row, c)) for c in columns]
-        body.append([str(i + 1), row, str(int(seeds[row])), *[cell_text(cell, decimals[c]) for cell, c in zip(found, columns)]])
-        bold.append([False] * 3 + [bool(cell and cell["best"]) for cell in found])
-        classes.append([""] * 3 + [_css(cell) for cell in found])
-    legend = legend_lines(cells.values())
+        card = card_texts(cards[row]) if terminal else []
+        body.append([str(i + 1), row, str(int(seeds[row])),
+                     *[cell_text(cell, decimals[c]) for cell, c in zip(found, columns)], *card])
+        bold.append([False] * 3 + [bool(cell and cell["best"]) for cell in found] + [False] * card_width)
+        classes.append([""] * 3 + [_css(cell) for cell in found] + [""] * card_width)
+    card_legend = ("model: backbone, params (parameters of the encoder), dim (embedding size), images seen "
+                   "(pretraining steps x global batch); – where the result does not say")
+    if not terminal:
+        card_legend += ". " + "; ".join(f"{row}: " + ", ".join(f"{CARD_HEADERS[k]} {t}" for k, t in
+                                                            zip(CARD_FIELDS, card_texts(cards[row]))) for row in rows)
+    legend = [*legend_lines(cells.values()), ranking.legend(), card_legend]
     if view == "curves":
         title = "astrobench label efficiency"
         legend = ["main score per label budget (n = labelled training objects, all = every one)", *legend]
     else:
         title = "astrobench leaderboard"
-    grid = Grid(header=["rank", "method", "seeds", *[f"{c}{_arrow(hib[c])}" for c in columns]],
-                rich_header=["#", "method", "seeds", *[_stacked(c, hib[c]) for c in columns]],
+    card_headers = [CARD_HEADERS[k] for k in CARD_FIELDS] if terminal else []
+    first_card = 3 + len(columns)
+    grid = Grid(header=["rank", "method", "seeds", *[f"{c}{_arrow(hib[c])}" for c in columns], *card_headers],
+                rich_header=["#", "method", "seeds", *[_stacked(c, hib[c]) for c in columns],
+                             *[h.replace(" ", "\n") for h in card_headers]],
                 body=body, bold=bold, classes=classes, title=title, legend=legend, uniform_in_title=(2,),
-                css_class="leaderboard" if view == "table" else f"leaderboard {view}")
-    return _emit(fmt, grid)
+                left=(1, first_card), css_class="leaderboard" if view == "table" else f"leaderboard {view}")
+    return emit(fmt, grid)
+
+
+def _row_cards(df: pd.DataFrame, labels: pd.Series) -> dict[str, dict[str, Any]]:
+    """The model card of each row (its results share one method configuration: the first one's)."""
+    cards: dict[str, dict[str, Any]] = {}
+    for label, card in zip(labels, df["model"]):
+        cards.setdefault(label, card)
+    return cards
 
 
 def _arrow(hib: Any) -> str:
@@ -411,149 +472,6 @@ def _css(cell: dict[str, Any] | None) -> str:
 
 def _clean(cell: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in cell.items()}
-
-
-# -- output formats --------------------------------------------------------------------------------
-BOLD = "{bold}"  # in legend lines: "bold", or the plain-text mark where styles do not show
-PLAIN_BOLD_MARK = "*"
-
-
-@dataclass
-class Grid:
-    """A table of text cells for ``_emit``: ``header`` for Markdown/LaTeX/HTML, ``rich_header`` (may
-    hold line breaks) for the terminal; the first ``n_fixed`` columns name the row and are repeated in
-    every block of a terminal table too wide for the screen; ``groups`` are column indices kept in
-    one block (default: each column alone)."""
-
-    header: list[str]
-    body: list[list[str]]
-    bold: list[list[bool]]
-    title: str
-    legend: list[str]
-    css_class: str = "leaderboard"
-    rich_header: list[str] | None = None
-    classes: list[list[str]] | None = None
-    n_fixed: int = 3
-    groups: list[list[int]] | None = None
-    uniform_in_title: tuple[int, ...] = ()  # fixed columns the terminal leaves out when every row agrees
-    left: tuple[int, ...] = (1,)  # left-justified columns (names); the others are numbers, right-justified
-
-    def column_groups(self) -> list[list[int]]:
-        return self.groups or [[i] for i in range(self.n_fixed, len(self.header))]
-
-
-def _emit(fmt: str, grid: Grid) -> Any:
-    """A grid of text cells (bold where ``grid.bold``) as Markdown, LaTeX, HTML or a rich renderable,
-    with its legend under the table."""
-    header, body, best = grid.header, grid.body, grid.bold
-    legend = [line.replace(BOLD, "bold") for line in grid.legend]
-    if fmt == "md":
-        mark = lambda text, b: f"**{text}**" if b else text  # noqa: E731
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        lines += ["| " + " | ".join(mark(t, b) for t, b in zip(r, bs)) + " |" for r, bs in zip(body, best)]
-        return "\n".join(lines) + "\n\n" + "\n\n".join(legend) + "\n"
-    if fmt == "latex":
-        mark = lambda text, b: rf"\textbf{{{text}}}" if b else text  # noqa: E731
-        lines = [r"\begin{tabular}{" + "rlr" + "c" * (len(header) - 3) + "}", r"\toprule",
-                 " & ".join(_latex(h) for h in header) + r" \\", r"\midrule"]
-        lines += [" & ".join(mark(_latex(t), b) for t, b in zip(r, bs)) + r" \\" for r, bs in zip(body, best)]
-        lines += [r"\bottomrule", r"\end{tabular}", r"\par{\footnotesize " + r"\par ".join(_latex(t) for t in legend) + "}"]
-        return "\n".join(lines) + "\n"
-    if fmt == "html":
-        import html as h
-
-        classes = grid.classes or [[""] * len(r) for r in body]
-        def td(text: str, b: bool, css: str) -> str:
-            css = css or ("best" if b else "")
-            attr = f' class="{css}"' if css else ""
-            return f"<td{attr}><b>{h.escape(text)}</b></td>" if b else f"<td{attr}>{h.escape(text)}</td>"
-        head = "".join(f"<th>{h.escape(c)}</th>" for c in header)
-        trs = "".join("<tr>" + "".join(td(t, b, css) for t, b, css in zip(r, bs, cs)) + "</tr>"
-                      for r, bs, cs in zip(body, best, classes))
-        caption = "<br>".join(h.escape(t) for t in legend)
-        return (f"<table class=\"{grid.css_class}\"><caption style=\"caption-side: bottom; text-align: left\">"
-                f"{caption}</caption><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>\n")
-    return _Blocks(grid)
-
-
-_LATEX = {"\\": r"\textbackslash{}", "_": r"\_", "&": r"\&", "%": r"\%", "#": r"\#", "$": r"\$", "{": r"\{",
-          "}": r"\}", "±": r"$\pm$", "·": "/", "Δ": r"$\Delta$", "−": "-", "≈": r"$\approx$", "†": r"$\dagger$",
-          "‡": r"$\ddagger$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "²": r"$^2$", "–": "--", "σ": r"$\sigma$",
-          "η": r"$\eta$", "|": r"$|$", "√": r"$\surd$"}
-
-
-def _latex(text: str) -> str:
-    return "".join(_LATEX.get(ch, ch) for ch in text)
-
-
-class _Blocks:
-    """A rich renderable: the table cut into blocks of columns that fit the console's width (the
-    row-naming columns repeated in each), the title above and the legend below. Where the output
-    shows no styles (a file, a pipe) bold cells get a ``*`` mark instead."""
-
-    def __init__(self, grid: Grid):
-        self.grid = grid
-
-    def _omitted(self) -> dict[int, str]:
-        """Fixed columns with one value in every row: said once in the title instead ("3 seeds")."""
-        g = self.grid
-        return {i: g.body[0][i] for i in g.uniform_in_title if g.body and len({r[i] for r in g.body}) == 1}
-
-    def _table(self, columns: list[int], plain: bool):
-        from rich import box
-        from rich.table import Table
-        from rich.text import Text
-
-        g = self.grid
-        headers = g.rich_header or g.header
-        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
-        for i in columns:
-            table.add_column(headers[i], justify="left" if i in g.left else "right", no_wrap=i < g.n_fixed)
-        for texts, bold in zip(g.body, g.bold):
-            cells = []
-            for i in columns:
-                text = texts[i]
-                if bold[i] and plain:
-                    text = PLAIN_BOLD_MARK + ("" if text[:1] in "≈!†‡" else " ") + text
-                cells.append(Text(text, style="bold" if bold[i] else ""))
-            table.add_row(*cells)
-        return table
-
-    def _blocks(self, console: Any, options: Any, plain: bool) -> list[list[int]]:
-        from rich.measure import Measurement
-
-        fixed = [i for i in range(self.grid.n_fixed) if i not in self._omitted()]
-        unbounded = options.update(max_width=10**6)  # Measurement.get clamps to the width it is given
-        blocks: list[list[int]] = []
-        current: list[int] = []
-        for group in self.grid.column_groups():
-            trial = current + group
-            if current and Measurement.get(console, unbounded, self._table(fixed + trial, plain)).maximum > options.max_width:
-                blocks.append(current)
-                current = list(group)
-            else:
-                current = trial
-        blocks.append(current)
-        return [fixed + block for block in blocks]
-
-    def __rich_console__(self, console: Any, options: Any):
-        from rich.text import Text
-
-        plain = console.color_system is None  # styles do not reach this output
-        headers = self.grid.rich_header or self.grid.header
-        said = [f"{value} {headers[i]}" for i, value in self._omitted().items()]
-        yield Text(self.grid.title + "".join(f" · {s}" for s in said), style="bold")
-        for block in self._blocks(console, options, plain):
-            yield self._table(block, plain)
-            yield Text("")
-        for line in self.grid.legend:
-            yield Text(line.replace(BOLD, PLAIN_BOLD_MARK if plain else "bold"), style="dim")
-
-    def __rich_measure__(self, console: Any, options: Any):
-        from rich.measure import Measurement
-
-        whole = self._table(list(range(len(self.grid.header))), False)
-        return Measurement.get(console, options, whole).clamp(max_width=options.max_width)
 
 
 # -- ablation view ---------------------------------------------------------------------------------
@@ -730,4 +648,4 @@ def _render_ablation(table: dict[str, Any], fmt: str) -> Any:
     grid = Grid(header=header, rich_header=rich_header, body=body, bold=bold, classes=classes,
                 title=f"astrobench ablation: {method}", legend=legend, css_class="leaderboard ablation",
                 groups=[[3 + 2 * j, 4 + 2 * j] for j in range(len(columns))], uniform_in_title=(2,))
-    return _emit(fmt, grid)
+    return emit(fmt, grid)

@@ -7,9 +7,9 @@ plus the optimizer, scheduler and RNG states that the checkpoint holds.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +18,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from astrobench.benchmark import checkpoints, distributed
-from astrobench.benchmark.batches import ResidentRows, fits_on_device, make_batch
+from astrobench import distributed
+from astrobench.benchmark import checkpoints
+from astrobench.datasets.batches import ResidentRows, fits_on_device, make_batch
 from astrobench.benchmark.config import TrainConfig
 from astrobench.datasets.schema import SurveyData
 from astrobench.methods.base import Method
+from astrobench.training import FiniteGuard, warmup_cosine
 
 # Dense bf16 peak FLOP/s per device, for MFU; devices not listed report no MFU.
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "L4": 121e12}
@@ -42,6 +44,38 @@ class PretrainStats:
     mfu: float | None
     resumed_from_step: int | None
     losses: list[tuple[int, float]] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def cache_lock(run_dir: Path, waiting: Callable[[Path], None] | None = None):
+    """Hold ``<run_dir>/.lock`` (an exclusive ``flock``) while a model is trained into ``run_dir``.
+
+    Identical concurrent runs share one pretraining: the first trains, the others wait and then
+    find its final checkpoint. Under DDP only rank 0 locks (the ranks train together, so a lock per
+    rank would deadlock); the barrier holds the other ranks until rank 0 has the lock. The lock
+    file stays (deleting it would let a third process lock a file nobody else sees); the kernel
+    releases the lock when its holder dies, so a killed run never blocks the next one.
+    """
+    import fcntl
+
+    handle = None
+    if distributed.rank() == 0:
+        lock_path = run_dir / ".lock"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting is not None:
+                waiting(lock_path)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
+        distributed.barrier()
+        yield
+    finally:
+        if handle is not None:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
 
 
 def batch_indices(n: int, seed: int, step: int, global_batch: int, rank: int, world: int) -> np.ndarray:
@@ -69,16 +103,6 @@ def _epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
 
 def step_seed(seed: int, step: int, rank: int) -> int:
     return ((seed * 1_000_003 + step) * 1_009 + rank) % (2**63 - 1)
-
-
-def lr_lambda(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
 
 
 def build_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig, global_batch: int, device: torch.device):
@@ -179,15 +203,13 @@ def pretrain(
         model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, cfg, global_batch, device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup_steps, cfg.steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.warmup_steps, cfg.steps))
 
     checkpoints.clean_partial(run_dir)
     start_step, resumed = 0, None
-    existing = checkpoints.complete_checkpoints(run_dir)
-    if existing:
-        last = existing[-1]
-        checkpoints.load_weights(model, last / checkpoints.WEIGHTS)
-        state = checkpoints.load_training_state(last)
+    found = checkpoints.resume(run_dir, model)  # a damaged newest checkpoint falls back, with a warning
+    if found is not None:
+        state = found[1]
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         checkpoints.set_rng_state(state["rng"])
@@ -210,7 +232,7 @@ def pretrain(
 
     flops = measure_flops_per_image(model, batch_at(start_step), cfg, device) if start_step < cfg.steps else None
     if resumed is not None:  # the FLOP probe drew random numbers; the checkpoint's stream continues
-        checkpoints.set_rng_state(checkpoints.load_training_state(existing[-1])["rng"])
+        checkpoints.set_rng_state(state["rng"])
 
     runner = model
     if world > 1:
@@ -218,19 +240,17 @@ def pretrain(
     if cfg.compile:
         runner = torch.compile(runner)
 
-    first_bad = torch.full((), -1, dtype=torch.long, device=device)
+    guard = FiniteGuard(device, across_ranks=True)
     losses: list[tuple[int, float]] = []
     pending_loss: list[tuple[int, torch.Tensor]] = []
     model.train()
     t0, timed_from = time.perf_counter(), start_step
 
     def check_finite(step: int) -> None:
-        bad = first_bad.clone()
-        if world > 1:
-            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
-        if int(bad) >= 0:  # one host sync per check, not per step
+        bad = guard.first_bad_step()  # one host sync per check, not per step
+        if bad is not None:
             raise NonFiniteError(
-                f"non-finite loss or gradient at step {int(bad)} (checked at step {step}); "
+                f"non-finite loss or gradient at step {bad} (checked at step {step}); "
                 "nothing was written to the results store"
             )
 
@@ -246,8 +266,7 @@ def pretrain(
         loss.backward()
         max_norm = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-        finite = torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)
-        first_bad = torch.where(~finite & (first_bad < 0), step, first_bad)  # no host sync
+        guard.observe(step, loss, grad_norm)  # no host sync
         optimizer.step()  # a non-finite step is caught at the next check, before any write
         scheduler.step()
         model.on_step_end(step, cfg.steps)

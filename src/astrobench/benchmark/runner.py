@@ -3,199 +3,47 @@
 A stage's key hashes everything that determines its output (method config, views, training
 settings, data fingerprint, seed, stage code version), so a second task on an already pretrained
 model reuses the checkpoint and the embeddings, and any change of config or data recomputes.
+The pieces live beside it: ``build`` (datasets, methods, models, tasks from names), ``pretrained``
+(the checkpoint artefact), ``embed``, ``provenance`` and ``console``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import inspect
-import platform
-import random
-import subprocess
+import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import numpy as np
-import torch
 
-import astrobench
-from astrobench.augment.pipeline import ViewPipeline
-from astrobench.benchmark import checkpoints, distributed
+from astrobench import distributed
+from astrobench.augment.normalize import Normalizer
+from astrobench.benchmark.build import (
+    MethodSpec, build_dataset, build_model, build_task, fingerprint, resolve_device, resolve_method, views_for_data,
+)
+from astrobench.benchmark.config import ConfigError, RunConfig
+from astrobench.benchmark.console import Reporter
+from astrobench.benchmark.embed import cached_embeddings
 from astrobench.benchmark.flags import result_flags
-from astrobench.benchmark.batches import make_batch
-from astrobench.benchmark.config import ConfigError, RunConfig, TrainConfig, config_to_dict
-from astrobench.benchmark.pretrain import PretrainStats, pretrain
+from astrobench.benchmark.identity import code_identity
+from astrobench.benchmark.preflight import (
+    check_label_budgets, check_output_folders, result_identity, stored_identity,
+)
+from astrobench.benchmark.model_card import card_of_model
+from astrobench.benchmark.pretrained import pretrained_model
+from astrobench.benchmark.provenance import provenance, resolved_run_config
 from astrobench.benchmark.store import result_path, stable_hash, write_result
-from astrobench.datasets.base import DataSource
-from astrobench.fsutil import atomic_directory, atomic_write_bytes
-from astrobench.datasets.normalize import Normalizer
-from astrobench.datasets.schema import SurveyData
-from astrobench.datasets.splits import split_indices
-from astrobench.methods.base import Method
-from astrobench.registry import DATASETS, METHODS, TASKS, load_plugin
+from astrobench.datasets.checks import enforce, run_checks
+from astrobench.datasets.schema import DataError, SurveyData
+from astrobench.datasets.splits import ALL, resolve_fractions, split_indices, train_test_union
+from astrobench.registry import DATASETS, load_plugin
 from astrobench.tasks.base import EmbeddingInputs, FinetuneInputs, Task, bootstrap_std
 from astrobench.tasks.probes import needs_model
 
 # Bump a stage's version when its code changes what it produces: old cache entries stop matching.
 PRETRAIN_VERSION = "5"  # 2: the supervised baseline trains on Task.training_rows; 3-4: CPU kernel changes; 5: one torch implementation of the augmentations on every device (numba kernels gone), noise and blur on every plane, parameters drawn on the batch's device
 EMBED_VERSION = "1"
-_CTOR_RESERVED = {"self", "in_chans", "image_size", "views"}
-
-
-# -- construction from config ---------------------------------------------------------------
-def check_options(cls: type, options: dict[str, Any], what: str, reserved: set[str] = frozenset({"self"})) -> None:
-    """Every option must be a named constructor parameter of ``cls`` (no blind **kwargs)."""
-    params = inspect.signature(cls.__init__).parameters
-    allowed = [n for n in params if n not in reserved and params[n].kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)]
-    for key in options:
-        if key not in allowed:
-            raise ConfigError(f"{what} has no option {key!r}; its options are {allowed}")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if distributed.is_distributed() and torch.cuda.is_available():
-            return torch.device("cuda", torch.cuda.current_device())
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"device {name!r} is not a torch device ({exc})") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but no CUDA device is available")
-    return device
-
-
-def load_dataset(name: str, options: dict[str, Any], profile: str, cache_dir: Path,
-                 reporter: "Reporter | None" = None) -> tuple[SurveyData, dict[str, Any]]:
-    source_cls = DATASETS.get(name)
-    resolved = {**getattr(source_cls, "profiles", {}).get(profile, {}), **options}
-    check_options(source_cls, resolved, f"dataset {name!r}")
-    source: DataSource = source_cls(**resolved)
-    if reporter is not None and "progress" in inspect.signature(source.load).parameters:
-        # sources that generate on first use report progress; the bar opens at the first report
-        with contextlib.ExitStack() as stack:
-            bar: list[Callable[..., None]] = []
-
-            def report(done: int, total: int) -> None:
-                if not bar:
-                    bar.append(stack.enter_context(reporter.progress(f"generating dataset {name!r}", total)))
-                bar[0](done, {})
-
-            data = source.load(cache_dir, progress=report)
-    else:
-        data = source.load(cache_dir)
-    data.validate()
-    return data, resolved
-
-
-def fingerprint(data: SurveyData) -> str:
-    return data.manifest.get("content_hash") or data.content_hash()
-
-
-@dataclass(eq=False)
-class MethodSpec:
-    """A method fully resolved for one profile: what determines its pretrained weights."""
-
-    name: str
-    cls: type
-    options: dict[str, Any]
-    views_codes: list[str]
-    views_params: dict[str, dict[str, Any]]
-    train: TrainConfig
-
-    def identity(self) -> dict[str, Any]:
-        train = asdict(self.train)
-        for cosmetic in ("log_every", "checkpoint_every", "keep_checkpoints", "compile", "data_on_device", "channels_last"):
-            train.pop(cosmetic)
-        return {
-            "method": self.name,
-            "target": f"{self.cls.__module__}:{self.cls.__qualname__}",
-            "options": self.options,
-            "views": {"codes": self.views_codes, "params": self.views_params},
-            "train": train if self.cls.trainable else None,
-        }
-
-    @property
-    def config_hash(self) -> str:
-        return stable_hash(self.identity(), 12)
-
-
-def resolve_method(name: str, config: RunConfig) -> MethodSpec:
-    cls = METHODS.get(name)
-    if not (isinstance(cls, type) and issubclass(cls, Method)):
-        raise ConfigError(f"method {name!r} resolves to {cls!r}, which is not an astrobench Method subclass")
-    options = {**cls.profiles.get(config.profile, {}), **config.method_options.get(name, {})}
-    reserved = _CTOR_RESERVED | ({"num_classes"} if cls.uses_labels else set())
-    check_options(cls, options, f"method {name!r}", reserved)
-    views = config.views.get(name)
-    codes = list(views.codes) if views is not None else list(cls.default_views)
-    params = dict(views.params) if views is not None else {}
-    return MethodSpec(name, cls, options, codes, params, config.resolved_train(cls.training))
-
-
-# -- stages ------------------------------------------------------------------------------------
-def build_model(spec: MethodSpec, data: SurveyData, normalizer: Normalizer, seed: int, extra: dict[str, Any]) -> Method:
-    out_size = int(spec.views_params.get("JC", {}).get("out_size") or data.image_size)
-    views = ViewPipeline(spec.views_codes, spec.views_params, normalizer, out_size)
-    seed_everything(seed)
-    return spec.cls(in_chans=data.n_bands, image_size=out_size, views=views, **spec.options, **extra)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-@torch.no_grad()
-def embed_all(model: Method, data: SurveyData, device: torch.device, batch_size: int = 256,
-              progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Embeddings of every object, in row order, computed on this rank's share and gathered."""
-    model.eval()
-    model.to(device)
-    n = len(data)
-    rank, world = distributed.rank(), distributed.world_size()
-    rows = np.arange(rank, n, world)  # strided shards: gathering restores order by construction
-    chunks = []
-    for start in range(0, len(rows), batch_size):
-        batch = make_batch(data, rows[start : start + batch_size], device)
-        chunks.append(model.embed(model.views.eval_view(batch)).float().cpu())
-        if progress is not None:
-            progress(min(start + batch_size, len(rows)) * world, n)
-    local = torch.cat(chunks) if chunks else torch.zeros(0)
-    if world > 1:
-        local = gather_strided_rows(local, n, device)
-    return local.numpy().astype(np.float32)
-
-
-def gather_strided_rows(local: torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
-    """Rank r holds rows r, r+W, r+2W, ...; return all n rows in order on every rank."""
-    world = distributed.world_size()
-    per_rank = -(-n // world)
-    padded = torch.zeros((per_rank, *local.shape[1:]), dtype=local.dtype)
-    padded[: local.shape[0]] = local
-    padded = padded.to(device)
-    chunks = [torch.empty_like(padded) for _ in range(world)]
-    torch.distributed.all_gather(chunks, padded)
-    stacked = torch.stack(chunks, dim=1).cpu()  # (per_rank, world, D): row i is [i // W, i % W]
-    return stacked.reshape(per_rank * world, *local.shape[1:])[:n]
-
-
-def init_distributed() -> None:
-    """Join the process group that torchrun describes in the environment (no-op without one)."""
-    import os
-
-    if distributed.is_distributed() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        torch.distributed.init_process_group("nccl")
-    else:
-        torch.distributed.init_process_group("gloo")
 
 
 @dataclass
@@ -229,12 +77,7 @@ class Runner:
             load_plugin(plugin)
         self.device = resolve_device(cfg.device)
         self.specs = [resolve_method(m, cfg) for m in cfg.methods]
-        self.tasks: dict[str, Task] = {}
-        for name in cfg.tasks:
-            cls = TASKS.get(name)
-            options = cfg.task_options.get(name, {})
-            check_options(cls, options, f"task {name!r}")
-            self.tasks[name] = cls(**options)
+        self.tasks: dict[str, Task] = {name: build_task(name, cfg.task_options.get(name, {})) for name in cfg.tasks}
         unknown_options = set(cfg.method_options) - set(cfg.methods)
         unknown_options |= {f"task {t}" for t in set(cfg.task_options) - set(cfg.tasks)}
         if unknown_options:
@@ -264,25 +107,35 @@ class Runner:
         return list(self.config.label_budgets) if task.supports_label_budget else [None]
 
     def run(self) -> RunSummary:
-        init_distributed()
+        distributed.init_from_environment()
         try:
             return self._run()
         finally:
-            if distributed.is_distributed():
-                torch.distributed.destroy_process_group()
+            distributed.shutdown()
 
     def _run(self) -> RunSummary:
         self.plan()
         cfg = self.config
+        check_output_folders(self.results_dir, self.cache_dir)
         # rank 0 loads first: a dataset generated into the cache is written once, then read by all
         if distributed.rank() != 0:
             distributed.barrier()
-        data, data_options = load_dataset(cfg.dataset, cfg.dataset_options, cfg.profile, self.cache_dir, self.reporter)
+        data, data_options = self._dataset(cfg.dataset, cfg.dataset_options)
         if cfg.eval_dataset:
-            eval_data, eval_options = load_dataset(cfg.eval_dataset, cfg.eval_dataset_options, cfg.profile,
-                                                   self.cache_dir, self.reporter)
+            eval_data, eval_options = self._dataset(cfg.eval_dataset, cfg.eval_dataset_options)
         else:
             eval_data, eval_options = data, data_options
+        # an explicit test file: the whole pretraining file trains (it is scored nowhere), and the
+        # probe is fitted on every object of the train side and scored on every object of the test file
+        fractions = resolve_fractions(cfg.splits if cfg.splits is not None else (ALL if cfg.test_dataset else None))
+        self.splits = split_indices(data, fractions)
+        self.eval_splits = self.splits if eval_data is data else split_indices(eval_data, fractions)
+        if cfg.test_dataset:
+            train_side, train_options = (self._dataset(cfg.train_dataset, cfg.train_dataset_options)
+                                         if cfg.train_dataset else (eval_data, eval_options))
+            test_data, test_options = self._dataset(cfg.test_dataset, cfg.test_dataset_options)
+            eval_data, self.eval_splits = train_test_union(train_side, test_data)
+            eval_options = {"train": train_options, "test": test_options}
         if distributed.rank() == 0:
             distributed.barrier()
         for task in self.tasks.values():
@@ -290,16 +143,43 @@ class Runner:
         self.data, self.eval_data = data, eval_data
         self.data_hash, self.eval_hash = fingerprint(data), fingerprint(eval_data)
         self.data_options, self.eval_options = data_options, eval_options
-        self.splits = split_indices(data)
-        self.eval_splits = self.splits if eval_data is data else split_indices(eval_data)
+        if not self.splits["train"].size:
+            raise DataError(f"{data.origin}: the train split is empty (splits {fractions}); nothing to pretrain on")
         self.normalizer = Normalizer.fit(data.subset(self.splits["train"]))
         self.normalizer.check_bands(eval_data.bands, eval_data.origin)
+        check_label_budgets(self.tasks, list(cfg.label_budgets), eval_data, self.eval_splits)
+        # the code of the data sources: part of every cache key and result identity
+        evaluated = [n for n in dict.fromkeys([cfg.eval_dataset or cfg.dataset, cfg.train_dataset, cfg.test_dataset]) if n]
+        self.dataset_code = {"pretrain": code_identity(DATASETS.get(cfg.dataset)),
+                             "eval": {name: code_identity(DATASETS.get(name)) for name in evaluated}}
+        self._check_before_work()
 
         summary = RunSummary()
         jobs_by_variant = self._jobs(summary)
         for (spec, seed, supervised_task, budget), jobs in jobs_by_variant.items():
             self._run_variant(spec, seed, supervised_task, budget, jobs, summary)
         return summary
+
+    def _check_before_work(self) -> None:
+        """Before any training: the data checks (printed; ``strict`` fails on a warning) and every
+        method's views against the data (``views_for_data``: RGB drops default flux-only views
+        with a note, refuses chosen ones)."""
+        log = (lambda text: print(f"astrobench: {text}", file=sys.stderr)) if distributed.rank() == 0 else None
+        findings = run_checks(self.eval_data, self.eval_splits)
+        if self.data is not self.eval_data:
+            findings = run_checks(self.data) + findings
+        enforce(findings, self.config.strict, log)
+        specs = []
+        for spec in self.specs:
+            spec, note = views_for_data(spec, self.data.image_is_flux, explicit=spec.name in self.config.views)
+            if note and log:
+                log(f"note: {note}")
+            specs.append(spec)
+        self.specs = specs
+
+    def _dataset(self, name: str, options: dict[str, Any]) -> tuple[SurveyData, dict[str, Any]]:
+        with self.reporter.progress_on_first_report(f"generating dataset {name!r}") as report:
+            return build_dataset(name, options, self.config.profile, self.cache_dir, progress=report)
 
     def _jobs(self, summary: RunSummary) -> dict[tuple, list[Job]]:
         cfg = self.config
@@ -315,7 +195,9 @@ class Runner:
                                 method=spec.name, config_hash=spec.config_hash, protocol=protocol,
                                 label_budget=budget, seed=seed, tag=cfg.tag,
                             )
-                            if path.exists():
+                            # a result made by other code (an edited loss, task or loader) is stale: re-run
+                            current = stored_identity(path) == self._result_identity(spec, task)
+                            if path.exists() and (current or cfg.overwrite != "only-missing"):
                                 if cfg.overwrite == "only-missing":
                                     summary.skipped.append(path)
                                     continue
@@ -333,9 +215,14 @@ class Runner:
         by_name = {s.name: s for s in self.specs}
         return {(by_name[k[0]], k[1], k[2], k[3]): v for k, v in variants.items()}
 
+    def _result_identity(self, spec: MethodSpec, task: Task) -> str:
+        return result_identity(spec.code(), task, self.dataset_code, self.eval_hash)
+
     @property
     def dataset_name(self) -> str:
         cfg = self.config
+        if cfg.test_dataset:
+            return f"{cfg.dataset}-to-{cfg.train_dataset or cfg.eval_dataset or cfg.dataset}+{cfg.test_dataset}"
         return cfg.dataset if not cfg.eval_dataset else f"{cfg.dataset}-to-{cfg.eval_dataset}"
 
     @property
@@ -343,6 +230,8 @@ class Runner:
         """Name plus data fingerprint: two HDF5 files (or two simulator settings) never share results."""
         cfg = self.config
         label = f"{cfg.dataset}-{self.data_hash[:8]}"
+        if cfg.test_dataset:
+            return f"{label}-to-{cfg.test_dataset}-{self.eval_hash[:8]}"
         return label if not cfg.eval_dataset else f"{label}-to-{cfg.eval_dataset}-{self.eval_hash[:8]}"
 
     # -- one pretrained model, all its evaluations ------------------------------------------
@@ -363,15 +252,23 @@ class Runner:
         pretrain_key = stable_hash({
             "stage": "pretrain", "version": PRETRAIN_VERSION, "spec": spec.identity(), "seed": seed,
             "data": fingerprint(data), "normalizer": self.normalizer.to_dict(), "labels": label_identity,
+            "code": spec.code(), "dataset_code": self.dataset_code,
         })
         run_dir = self.cache_dir / "pretrain" / f"{spec.name}-{pretrain_key}"
         model = build_model(spec, data, self.normalizer, seed, extra)
-        stats = self._pretrained(model, spec, seed, data, train_index, targets, run_dir, pretrain_key)
+        stats = pretrained_model(model, spec, seed, data, train_index, targets, run_dir, pretrain_key, self.device,
+                                 self.normalizer, self.reporter.progress)
 
-        embed_key = stable_hash({"stage": "embed", "version": EMBED_VERSION, "model": pretrain_key, "data": self.eval_hash})
-        embeddings = self._embeddings(model, embed_key, f"{spec.name} seed {seed}")
-        self._current_keys = {"pretrain_dir": str(run_dir.relative_to(self.cache_dir)),
-                              "embeddings_file": f"embeddings/{embed_key}.npy"}
+        embed_key = stable_hash({"stage": "embed", "version": EMBED_VERSION, "model": pretrain_key, "data": self.eval_hash,
+                                 "dataset_code": self.dataset_code})
+        embeddings_file = f"embeddings/{embed_key}.npy"
+        label = f"{spec.name} seed {seed}"
+        with self.reporter.progress(f"embed {label}", len(self.eval_data)) as advance:
+            embeddings = cached_embeddings(model, self.eval_data, self.device, self.cache_dir / embeddings_file, label,
+                                           progress=lambda done, total: advance(done, {}))
+        # artefact paths, relative to the cache folder: the report finds them through the record
+        artifacts = {"pretrain_dir": str(run_dir.relative_to(self.cache_dir)), "embeddings_file": embeddings_file}
+        card = card_of_model(model, spec.options.get("backbone"), embeddings.shape[1], stats)
         if distributed.rank() != 0:
             return  # evaluation is cheap next to pretraining: rank 0 does it alone
         inputs = EmbeddingInputs(embeddings, self.eval_data.object_id, self.eval_data.labels, self.eval_splits, self.device)
@@ -383,68 +280,18 @@ class Runner:
                     result = job.task.finetune(fin, seed=seed, label_budget=job.label_budget)
                 else:
                     result = job.task.evaluate(inputs, protocol=job.protocol, seed=seed, label_budget=job.label_budget)
-            record = self._record(spec, seed, job, result, stats, pretrain_key, time.perf_counter() - t0)
+            record = self._record(spec, seed, job, result, stats, pretrain_key, artifacts, time.perf_counter() - t0)
+            record["model"] = card  # backbone, parameters, embedding size, images seen: the leaderboard's model card
             write_result(job.path, record, result.predictions)
             summary.written.append(job.path)
-            self.reporter.result(record)
-
-    def _pretrained(self, model: Method, spec: MethodSpec, seed: int, data: SurveyData, train_index: np.ndarray,
-                    targets: np.ndarray | None, run_dir: Path, key: str) -> dict[str, Any]:
-        final = run_dir / "final"
-        if (final / checkpoints.META).is_file():
-            checkpoints.load_weights(model, final / checkpoints.WEIGHTS)
-            model.to(self.device)
-            return {**checkpoints.read_meta(final)["stats"], "cached": True}
-        meta = {
-            "key": key, "method": spec.identity(), "seed": seed, "normalizer": self.normalizer.to_dict(),
-            "in_chans": model.in_chans, "image_size": model.image_size, "out_size": model.views.out_size,
-            "extra_args": {"num_classes": model.num_classes} if spec.cls.uses_labels else {},
-        }
-        if spec.cls.trainable:
-            label = f"pretrain {spec.name} seed {seed}"
-            with self.reporter.progress(label, spec.train.steps) as advance:
-                stats: PretrainStats = pretrain(
-                    model, data, train_index, spec.train, seed, run_dir, self.device, meta, targets,
-                    progress=lambda done, total, logs: advance(done, logs),
-                )
-            stats_dict = {k: v for k, v in asdict(stats).items() if k != "losses"}
-            stats_dict["loss_curve"] = stats.losses
-        else:
-            t0 = time.perf_counter()
-            sample = draw_budget(train_index, 2048, seed)
-            model.to(self.device)
-            images = model.views.eval_view(make_batch(data, sample, self.device))
-            model.initialize(images)
-            stats_dict = {"steps": 0, "wall_time_s": time.perf_counter() - t0}
-        if distributed.rank() == 0:
-            write_final(model, final, {**meta, "stats": stats_dict})
-        distributed.barrier()
-        return {**stats_dict, "cached": False}
-
-    def _embeddings(self, model: Method, key: str, label: str) -> np.ndarray:
-        path = self.cache_dir / "embeddings" / f"{key}.npy"
-        if path.is_file():
-            return np.load(path)
-        with self.reporter.progress(f"embed {label}", len(self.eval_data)) as advance:
-            emb = embed_all(model, self.eval_data, self.device, progress=lambda done, total: advance(done, {}))
-        if not np.isfinite(emb).all():
-            raise FloatingPointError(f"{label}: non-finite embeddings; nothing was written")
-        if distributed.rank() == 0:
-            import io
-
-            buffer = io.BytesIO()
-            np.save(buffer, emb)
-            atomic_write_bytes(path, buffer.getvalue())
-        return emb
+            self.reporter.result(record, job.path)
 
     def _record(self, spec: MethodSpec, seed: int, job: Job, result: Any, stats: dict[str, Any],
-                pretrain_key: str, eval_time: float) -> dict[str, Any]:
+                pretrain_key: str, artifacts: dict[str, str], eval_time: float) -> dict[str, Any]:
         cfg = self.config
         task = job.task
         return {
             "kind": "astrobench-result",
-            "astrobench_version": astrobench.__version__,
-            "git_sha": git_sha(),
             "method": spec.name,
             "method_config": spec.identity(),
             "config_hash": spec.config_hash,
@@ -457,6 +304,9 @@ class Runner:
             "task": job.task_name,
             "task_version": task.version,
             "task_params": task.params(),
+            # the code that made it (versions + source hashes), and the hash a re-run compares
+            "code": {"method": spec.code(), "task": code_identity(type(task)), "datasets": self.dataset_code},
+            "result_identity": self._result_identity(spec, task),
             "protocol": job.protocol,
             "label_budget": job.label_budget,
             "seed": seed,
@@ -469,149 +319,10 @@ class Runner:
             "higher_is_better": dict(task.higher_is_better),
             "details": result.details,
             "pretrain": stats,
-            "artifacts": dict(self._current_keys),  # relative to the cache folder
+            "artifacts": artifacts,  # relative to the cache folder
             "cache_dir": str(self.cache_dir),
             "eval_wall_time_s": eval_time,
             "resolved_config": resolved_run_config(cfg, spec),
-            "versions": versions(),
-            "device": device_name(self.device),
-            "world_size": distributed.world_size(),
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **provenance(self.device),
         }
 
-
-def resolved_run_config(config: RunConfig, spec: MethodSpec) -> dict[str, Any]:
-    """The run configuration as this method ran it: ``train`` holds the method's resolved training
-    settings (profile sizes < the method's defaults < explicit YAML/CLI keys), not the dataclass
-    defaults; ``train_overrides`` (how they were reached) is left out."""
-    resolved = config_to_dict(config)
-    resolved.pop("train_overrides", None)
-    resolved["train"] = asdict(spec.train)
-    return resolved
-
-
-def load_pretrained(pretrain_dir: Path) -> Method:
-    """Rebuild a pretrained method from its cache folder (``<cache>/pretrain/<name>-<key>``)."""
-    from astrobench.registry import METHODS
-
-    final = Path(pretrain_dir) / "final"
-    if not (final / checkpoints.META).is_file():
-        raise FileNotFoundError(f"{pretrain_dir}: no complete pretrained model (missing final/{checkpoints.META})")
-    meta = checkpoints.read_meta(final)
-    identity = meta["method"]
-    cls = METHODS.get(identity["method"])
-    views = ViewPipeline(identity["views"]["codes"], identity["views"]["params"],
-                         Normalizer.from_dict(meta["normalizer"]), meta["out_size"])
-    model = cls(in_chans=meta["in_chans"], image_size=meta["image_size"], views=views, **identity["options"],
-                **meta.get("extra_args", {}))
-    checkpoints.load_weights(model, final / checkpoints.WEIGHTS)
-    return model.eval()
-
-
-def write_final(model: Method, final: Path, meta: dict[str, Any]) -> None:
-    import json
-
-    with atomic_directory(final) as tmp:
-        checkpoints.save_weights(model, tmp / checkpoints.WEIGHTS)
-        (tmp / checkpoints.META).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
-
-
-def draw_budget(index: np.ndarray, budget: int | None, seed: int) -> np.ndarray:
-    """``budget`` rows of ``index`` drawn with ``seed`` (all of them when budget is None or larger)."""
-    if budget is None or budget >= len(index):
-        return np.asarray(index)
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(index, size=budget, replace=False))
-
-
-_GIT_SHA: list[str | None] = []
-
-
-def git_sha() -> str | None:
-    if not _GIT_SHA:
-        try:
-            out = subprocess.run(
-                ["git", "rev-parse", "HEAD"], cwd=Path(astrobench.__file__).parent,
-                capture_output=True, text=True, timeout=5,
-            )
-            _GIT_SHA.append(out.stdout.strip() if out.returncode == 0 else None)
-        except (OSError, subprocess.SubprocessError):
-            _GIT_SHA.append(None)
-    return _GIT_SHA[0]
-
-
-def versions() -> dict[str, str]:
-    import sklearn
-    import timm
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-        "numpy": np.__version__,
-        "scikit-learn": sklearn.__version__,
-    }
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-class Reporter:
-    """Progress bars and result lines on the console (rank 0 only); silent when disabled."""
-
-    def __init__(self, enabled: bool = True, console: Any = None):
-        self.enabled = enabled and distributed.rank() == 0
-        self.console = console
-
-    def status(self, text: str):
-        import contextlib
-
-        if not self.enabled:
-            return contextlib.nullcontext()
-        return self._console().status(text)
-
-    def progress(self, label: str, total: int):
-        import contextlib
-
-        @contextlib.contextmanager
-        def bar():
-            if not self.enabled:
-                yield lambda done, logs: None
-                return
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            with Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[logs]}"),
-                console=self._console(), transient=False,
-            ) as progress:
-                task_id = progress.add_task(label, total=total, logs="")
-
-                def advance(done: int, logs: dict[str, float]) -> None:
-                    text = "  ".join(f"{k}={v:.3g}" for k, v in logs.items())
-                    progress.update(task_id, completed=done, logs=text)
-
-                yield advance
-
-        return bar()
-
-    def result(self, record: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        main = record["main_score"]
-        score = record["scores"].get(main)
-        budget = "all" if record["label_budget"] is None else record["label_budget"]
-        self._console().print(
-            f"[green]✓[/] {record['method']} seed {record['seed']} · {record['task']} / {record['protocol']} "
-            f"(labels {budget}): {main} = {score:.4g}"
-        )
-
-    def _console(self):
-        if self.console is None:
-            from rich.console import Console
-
-            self.console = Console(stderr=True)
-        return self.console

@@ -73,12 +73,15 @@ def to_label_array(name: str, raw: Any, where: str, integer: bool | None = None)
     """
     import pandas as pd
 
-    series = pd.Series(raw)
-    if series.dtype == object or series.dtype.kind in "US":
+    series = pd.Series(raw).reset_index(drop=True)
+    if _is_text(series) or series.dtype.kind in "US":
         numeric = pd.to_numeric(series, errors="coerce")
-        bad = numeric.isna() & series.notna() & (series.astype(str).str.strip() != "")
+        bad = _unparsed(series, numeric)
         if bad.any():
-            raise DataError(f"{where}: label {name!r} has non-numeric value {series[bad].iloc[0]!r}")
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"{where}: label column {name!r}, row {row} (0-based, {int(bad.sum())} such row(s)): "
+                            f"value {series.iloc[row]!r} is not a number; fix it or leave the cell empty for a "
+                            "missing label")
         series = numeric
     values = series.to_numpy()
     if values.dtype.kind in "biu":
@@ -93,11 +96,35 @@ def to_label_array(name: str, raw: Any, where: str, integer: bool | None = None)
     return np.where(np.isnan(values), -1, values).astype(np.int64)
 
 
+def _unparsed(series: Any, numeric: Any) -> Any:
+    """Cells that hold something (not empty, not NaN) that ``pd.to_numeric`` could not read."""
+    return numeric.isna() & series.notna() & (series.astype(str).str.strip() != "")
+
+
+def _is_text(column: Any) -> bool:
+    import pandas as pd
+
+    return column.dtype == object or pd.api.types.is_string_dtype(column.dtype)
+
+
+def _mostly_text(column: Any) -> bool:
+    """A text column (names, classes as words) rather than a numeric one with a typo in it: no
+    non-empty cell parses as a number."""
+    import pandas as pd
+
+    numeric = pd.to_numeric(column, errors="coerce")
+    return not numeric.notna().any()
+
+
 def catalog_labels(frame: Any, where: str, exclude: set, label_columns: list[str] | None,
                    integer_labels: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Labels from catalogue columns: the named ones, or every numeric column not in ``exclude``."""
+    """Labels from catalogue columns: the named ones, or every numeric column not in ``exclude``.
+
+    A column of numbers with a cell that is not one (``0.3x``) is an error naming the column and
+    the row, never a column silently left out; columns of text (names) are not labels."""
     if label_columns is None:
-        names = [c for c in frame.columns if c not in exclude and frame[c].dtype.kind in "biuf"]
+        names = [c for c in frame.columns if c not in exclude
+                 and (frame[c].dtype.kind in "biuf" or (_is_text(frame[c]) and not _mostly_text(frame[c])))]
     else:
         require_columns(frame, label_columns, where)
         names = label_columns
@@ -143,10 +170,13 @@ def numeric_column(frame: Any, column: str, where: Path | str) -> np.ndarray:
     """A catalogue column as float64 (empty cells NaN); text that is not a number is an error."""
     import pandas as pd
 
-    values = pd.to_numeric(frame[column], errors="coerce")
-    bad = values.isna() & frame[column].notna()
+    raw = frame[column].reset_index(drop=True)
+    values = pd.to_numeric(raw, errors="coerce")
+    bad = _unparsed(raw, values)
     if bad.any():
-        raise DataError(f"catalogue {where}: column {column!r} has non-numeric value {frame[column][bad].iloc[0]!r}")
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"catalogue {where}: column {column!r}, row {row} (0-based): value {raw.iloc[row]!r} is not a "
+                        "number; fix it or leave the cell empty")
     return values.to_numpy(np.float64)
 
 

@@ -18,7 +18,10 @@ class DataSource(ABC):
     """
 
     registered_name: ClassVar[str]
+    version: ClassVar[str] = "1"  # part of every cache key and result identity (benchmark/identity.py)
     profiles: ClassVar[dict[str, dict[str, Any]]] = {}
+    # True where ``load`` also takes ``progress=callback(done, total)`` (sources that generate on first use)
+    reports_progress: ClassVar[bool] = False
 
     @abstractmethod
     def load(self, cache_dir: Path) -> SurveyData:

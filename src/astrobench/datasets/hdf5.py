@@ -251,8 +251,18 @@ class HDF5Source(DataSource):
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
         if cache_dir is None or nbytes < _MEMMAP_BYTES:
             return np.empty(shape, dtype=dtype)
+        import os
+        import tempfile
+
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        return np.lib.format.open_memmap(Path(cache_dir) / f"hdf5_{name}.npy", mode="w+", dtype=dtype, shape=shape)
+        # a file of this process's own (concurrent runs never share one), unlinked at once: the
+        # mapping lives on until the array is freed, and a killed run leaves no file behind
+        fd, scratch = tempfile.mkstemp(prefix=f".hdf5_{name}.", suffix=".npy", dir=cache_dir)
+        os.close(fd)
+        try:
+            return np.lib.format.open_memmap(scratch, mode="w+", dtype=dtype, shape=shape)
+        finally:
+            os.unlink(scratch)
 
     def _bands(self, f: Any, path: Path, n_channels: int) -> list[str]:
         bands = self.bands if self.bands is not None else parse_bands(f.attrs.get("bands"))
@@ -267,7 +277,15 @@ class HDF5Source(DataSource):
             return float(self.pixel_scale)
         for attr in _PIXEL_SCALE_ATTRS:
             if attr in f.attrs:
-                return float(f.attrs[attr])
+                try:
+                    value = float(np.asarray(f.attrs[attr]).ravel()[0])
+                except (TypeError, ValueError, IndexError) as exc:
+                    raise DataError(f"{path}: attribute {attr!r} = {f.attrs[attr]!r} is not a number; "
+                                    "fix it or pass pixel_scale=") from exc
+                if not (np.isfinite(value) and value > 0):  # NaN here is a broken attribute, not "unknown"
+                    raise DataError(f"{path}: attribute {attr!r} = {value!r}; the pixel scale must be a finite "
+                                    "number > 0 arcsec per pixel: fix the attribute or pass pixel_scale=")
+                return value
         raise DataError(f"{path}: no pixel-scale attribute ({', '.join(_PIXEL_SCALE_ATTRS)}); pass pixel_scale=")
 
     def _column(self, f: Any, path: Path, key: str, n: int, n_total: int) -> np.ndarray:

@@ -1,13 +1,24 @@
-"""A folder of PNG/JPEG cutouts with a catalogue (e.g. Galaxy Zoo exports)."""
+"""A folder of PNG/JPEG cutouts with a catalogue (e.g. Galaxy Zoo exports).
+
+Decoding and resampling thousands of JPEGs costs far more than reading them, so with a cache
+folder the decoded, resampled pixels are kept under ``<cache>/images/<key>.npz``, the key a hash
+of every file's bytes and of the options that change the pixels (size, bands): an edited or
+replaced image is decoded again, a renamed catalogue column is not.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import string
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from astrobench.datasets._source_utils import (
+    _is_text,
+    _mostly_text,
     catalog_labels,
     area_resample,
     numeric_column,
@@ -21,7 +32,9 @@ from astrobench.datasets.base import DataSource
 from astrobench.datasets.schema import DataError, SurveyData
 from astrobench.registry import register_dataset
 
-_ID_CANDIDATES = ("object_id", "iauname", "id", "dr8_id", "name")
+# tried in this order, ignoring case (a Galaxy Zoo export has OBJID; SDSS tables objid / specobjid)
+_ID_CANDIDATES = ("object_id", "objid", "obj_id", "iauname", "id", "dr8_id", "dr7objid", "specobjid", "name")
+CACHE_VERSION = "1"  # bump when decoding or resampling changes the pixels
 _MODES = {"RGB": 3, "RGBA": 3, "L": 1, "LA": 1, "P": 3}
 
 
@@ -36,11 +49,15 @@ class ImageFolderSource(DataSource):
     Options:
         path: the folder; file paths in the catalogue are relative to it.
         catalog: CSV or FITS table in the folder (or an absolute path).
-        file_column: column of image paths.
-        id_column: column of object ids; None: the first of object_id, iauname, id, dr8_id, name
-            that exists, else the file name without suffix.
+        file_column: column of image paths (used when ``file_pattern`` is not given).
+        file_pattern: image paths built from catalogue columns, e.g. ``"Imagenes/{OBJID}.jpeg"``
+            (Python format fields naming columns; checked against the catalogue before any read).
+        id_column: column of object ids; None: the first of object_id, objid, obj_id, iauname, id,
+            dr8_id, dr7objid, specobjid, name present in any letter case, else the file name
+            without suffix.
         label_columns: columns kept as labels; None: every numeric column except ids, files, ra/dec.
-            Integer columns (``ring``) stay int64 (missing -1), others float (missing NaN).
+            Integer columns (``ring``) stay int64 (missing -1), others float (missing NaN); a named
+            column of text (``CLASS`` = "spiral", ...) stays text (missing "").
         integer_labels: float columns to store as int64 with -1 for missing values.
         label_ranges: extra ``{label: (low, high)}`` range checks (vote fractions are in [0, 1]).
         bands: names of the channels, ``("R", "G", "B")`` or ``("L",)`` for grayscale.
@@ -56,6 +73,7 @@ class ImageFolderSource(DataSource):
         path: str,
         catalog: str = "catalog.csv",
         file_column: str = "file",
+        file_pattern: str | None = None,
         id_column: str | None = None,
         label_columns: list[str] | None = None,
         integer_labels: list[str] | None = None,
@@ -73,6 +91,7 @@ class ImageFolderSource(DataSource):
         self.path = str(path)
         self.catalog = catalog
         self.file_column = file_column
+        self.file_pattern = file_pattern
         self.id_column = id_column
         self.label_columns = list(label_columns) if label_columns is not None else None
         self.integer_labels = list(integer_labels or [])
@@ -84,7 +103,7 @@ class ImageFolderSource(DataSource):
         self.dec_column = dec_column
 
     def options(self) -> dict[str, Any]:
-        names = ("path", "catalog", "file_column", "id_column", "label_columns", "integer_labels",
+        names = ("path", "catalog", "file_column", "file_pattern", "id_column", "label_columns", "integer_labels",
                  "label_ranges", "bands", "pixel_scale", "size", "ra_column", "dec_column")  # fmt: skip
         return {name: (list(v) if isinstance(v := getattr(self, name), tuple) else v) for name in names}
 
@@ -95,32 +114,20 @@ class ImageFolderSource(DataSource):
         catalog_path = Path(self.catalog) if Path(self.catalog).is_absolute() else folder / self.catalog
         frame = read_catalog(catalog_path)
         where = str(catalog_path)
-        require_columns(frame, [self.file_column], catalog_path)
-        files = [self._file(folder, value, where, row) for row, value in enumerate(frame[self.file_column])]
+        files, file_fields = self._files(folder, frame, where)
         id_column = self._id_column(frame)
         raw_ids = frame[id_column].astype(str).tolist() if id_column else [Path(f).stem for f in files]
         ids = unique_ids(raw_ids, f"{where}: column {id_column or self.file_column!r}")
-        labels = self._labels(frame, where, exclude={self.file_column, id_column, self.ra_column, self.dec_column})
+        labels = self._labels(frame, where, exclude={*file_fields, id_column, self.ra_column, self.dec_column})
         ra, dec = self._positions(frame, ids)
-
-        images, invalids, factors = [], [], []
-        for file in files:
-            image, invalid, factor = self._read(file)
-            images.append(image)
-            invalids.append(invalid)
-            factors.append(factor)
-        shapes = {im.shape for im in images}
-        if len(shapes) > 1:
-            first = images[0].shape
-            other = next(i for i, im in enumerate(images) if im.shape != first)
-            raise DataError(f"{files[other]} is {images[other].shape[1:]} but {files[0]} is {first[1:]}: set size= to resample")
+        image, invalid, factors = self._decoded(files, cache_dir)
         return assemble(
             origin=str(folder),
             object_id=ids,
-            image=np.stack(images),
-            invalid=np.stack(invalids),
+            image=image,
+            invalid=invalid,
             bands=self.bands,
-            pixel_scale=self.pixel_scale * np.asarray(factors),
+            pixel_scale=self.pixel_scale * factors,
             ra=ra,
             dec=dec,
             labels=labels,
@@ -130,23 +137,82 @@ class ImageFolderSource(DataSource):
         )
 
     # -- pieces ---------------------------------------------------------------------------------
-    @staticmethod
-    def _file(folder: Path, value: Any, where: str, row: int) -> Path:
-        if not isinstance(value, str) or not value.strip():
-            raise DataError(f"{where}: row {row} has no file name ({value!r})")
-        path = Path(value) if Path(value).is_absolute() else folder / value
-        if not path.is_file():
-            raise DataError(f"{where}: row {row}: image file {path} does not exist")
-        return path
+    def _files(self, folder: Path, frame: Any, where: str) -> tuple[list[Path], set[str]]:
+        """Every row's image path (from ``file_pattern`` or ``file_column``) and the columns that
+        named it; every missing file is counted before any image is read."""
+        if self.file_pattern is not None:
+            fields = {name for _, name, _, _ in string.Formatter().parse(self.file_pattern) if name is not None}
+            if not fields or any(f == "" or f.isdigit() for f in fields):
+                raise DataError(f"file_pattern {self.file_pattern!r}: use named fields such as {{OBJID}}, one per catalogue column")
+            missing = sorted(fields - set(frame.columns))
+            if missing:
+                raise DataError(f"file_pattern {self.file_pattern!r} names column(s) {missing} that catalogue {where} "
+                                f"does not have; it has {list(frame.columns)}")
+            records = frame[sorted(fields)].to_dict("records")
+            values = [self.file_pattern.format(**{k: _as_written(v) for k, v in r.items()}) for r in records]
+        else:
+            if self.file_column not in frame.columns:
+                raise DataError(f"catalogue {where}: no column {self.file_column!r} of image paths; it has "
+                                f"{list(frame.columns)}; give file_column=NAME, or file_pattern such as "
+                                f"'images/{{{frame.columns[0]}}}.jpeg'")
+            fields, values = {self.file_column}, frame[self.file_column].tolist()
+        paths = []
+        for row, value in enumerate(values):
+            if not isinstance(value, str) or not value.strip():
+                raise DataError(f"{where}: row {row} has no file name ({value!r})")
+            paths.append(Path(value) if Path(value).is_absolute() else folder / value)
+        absent = [row for row, p in enumerate(paths) if not p.is_file()]
+        if absent:
+            others = f" (and {len(absent) - 1} more of the {len(paths)} rows, e.g. {paths[absent[1]]})" if len(absent) > 1 else ""
+            raise DataError(f"{where}: row {absent[0]}: image file {paths[absent[0]]} does not exist{others}")
+        return paths, fields
 
     def _id_column(self, frame: Any) -> str | None:
         if self.id_column is not None:
             require_columns(frame, [self.id_column], self.catalog)
             return self.id_column
-        return next((c for c in _ID_CANDIDATES if c in frame.columns), None)
+        by_lower = {str(c).lower(): c for c in frame.columns}
+        return next((by_lower[c] for c in _ID_CANDIDATES if c in by_lower), None)
 
     def _labels(self, frame: Any, where: str, exclude: set[str | None]) -> dict[str, np.ndarray]:
-        return catalog_labels(frame, where, exclude, self.label_columns, self.integer_labels)
+        # a named column of words (no cell parses as a number) is a class label kept as text
+        text = [c for c in (self.label_columns or []) if c in frame.columns and _is_text(frame[c]) and _mostly_text(frame[c])]
+        numeric = None if self.label_columns is None else [c for c in self.label_columns if c not in text]
+        labels = catalog_labels(frame, where, exclude, numeric, self.integer_labels)
+        for name in text:  # class names as text; "" = missing
+            labels[name] = frame[name].map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip()).to_numpy(str)
+        return labels
+
+    def _decoded(self, files: list[Path], cache_dir: Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(images, invalid masks, pixel growth factors) of every file: from the cache when the
+        files' bytes and the pixel options match, else decoded (and then cached)."""
+        from astrobench.fsutil import atomic_write_bytes
+
+        cached = None
+        if cache_dir is not None:
+            h = hashlib.sha256(f"{CACHE_VERSION}|{self.size}|{list(self.bands)}|{len(files)}".encode())
+            for file in files:
+                h.update(hashlib.sha256(file.read_bytes()).digest())
+            cached = Path(cache_dir) / "images" / f"{h.hexdigest()[:32]}.npz"
+            if cached.is_file():
+                with np.load(cached) as stored:
+                    return stored["image"], stored["invalid"], stored["factor"]
+        images, invalids, factors = [], [], []
+        for file in files:
+            image, invalid, factor = self._read(file)
+            images.append(image)
+            invalids.append(invalid)
+            factors.append(factor)
+        first = images[0].shape
+        other = next((i for i, im in enumerate(images) if im.shape != first), None)
+        if other is not None:
+            raise DataError(f"{files[other]} is {images[other].shape[1:]} but {files[0]} is {first[1:]}: set size= to resample")
+        image, invalid, factor = np.stack(images), np.stack(invalids), np.asarray(factors, dtype=np.float64)
+        if cached is not None:
+            buffer = io.BytesIO()
+            np.savez(buffer, image=image, invalid=invalid, factor=factor)
+            atomic_write_bytes(cached, buffer.getvalue())
+        return image, invalid, factor
 
     def _positions(self, frame: Any, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.ra_column in frame.columns and self.dec_column in frame.columns:
@@ -188,3 +254,11 @@ class ImageFolderSource(DataSource):
         if channels.shape[0] != len(self.bands):
             raise DataError(f"{file}: image has {channels.shape[0]} channel(s) ({mode}) but bands={list(self.bands)}")
         return np.ascontiguousarray(channels, dtype=np.float32), alpha
+
+
+def _as_written(value: Any) -> Any:
+    """A catalogue value as a file name holds it: a whole float (pandas reads an integer id column
+    with a gap as float) becomes an int, so ``{OBJID}`` never reads ``123.0``."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value

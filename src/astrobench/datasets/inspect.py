@@ -1,12 +1,15 @@
 """What a data source holds: ``astrobench data inspect PATH``.
 
-``source_for_path`` guesses the source from the path, ``inspect_source`` loads it and summarises
-it (count, bands, shape, pixel scale, label coverage, invalid-pixel fraction), and
-``format_inspection`` prints that summary in a few lines.
+``source_for_path`` guesses the source from the path (or takes the one named, with the same
+options a run gives the dataset: ``--dataset images --dataset-option catalog=gz.csv``),
+``inspect_source`` loads it and summarises it (count, bands, shape, pixel scale, label coverage,
+invalid-pixel fraction, and the data checks of ``datasets/checks.py``), and ``format_inspection``
+prints that summary in a few lines.
 """
 
 from __future__ import annotations
 
+import inspect as pyinspect
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -33,43 +36,66 @@ class SavedDataset(DataSource):
         return SurveyData.load(self.path)
 
 
-def source_for_path(path: str) -> DataSource:
-    """The source that reads ``path``, guessed from what is there (a clear error if nothing fits)."""
+def build_source(cls: type, options: dict[str, Any], what: str) -> DataSource:
+    """``cls(**options)`` after checking that every option is one of its named parameters."""
+    params = pyinspect.signature(cls.__init__).parameters
+    allowed = [n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    unknown = [key for key in options if key not in allowed]
+    if unknown:
+        raise ValueError(f"{what} has no option {unknown[0]!r}; its options are {allowed}")
+    return cls(**options)
+
+
+def source_for_path(path: str, options: dict[str, Any] | None = None, dataset: str | None = None) -> DataSource:
+    """The source that reads ``path``: the registered ``dataset`` when named, else guessed from what
+    is there (a clear error if nothing fits); ``options`` are that source's options, as in a run."""
     from astrobench.datasets.fits import FitsSource, is_fits_file
 
+    options = dict(options or {})
+    if dataset is not None:
+        from astrobench.registry import DATASETS
+
+        return build_source(DATASETS.get(dataset), {"path": str(path), **options}, f"dataset {dataset!r}")
     target = Path(path)
     if not target.exists():
         raise DataError(f"{target} does not exist")
     if target.is_dir():
         if (target / MANIFEST_NAME).is_file():
-            return SavedDataset(str(target))
-        catalog = next((name for name in _CATALOG_NAMES if (target / name).is_file()), None)
+            return build_source(SavedDataset, {"path": str(target), **options}, "a saved dataset")
+        catalog = options.pop("catalog", None) or next((name for name in _CATALOG_NAMES if (target / name).is_file()), None)
         entries = [p for p in target.rglob("*") if p.is_file()]
         if catalog and any(p.suffix.lower() in _IMAGE_SUFFIXES for p in entries):
             from astrobench.datasets.images import ImageFolderSource
 
-            return ImageFolderSource(str(target), catalog=catalog)
+            return build_source(ImageFolderSource, {"path": str(target), "catalog": catalog, **options}, "dataset 'images'")
         if any(is_fits_file(p) for p in target.iterdir() if p.is_file()):
-            return FitsSource(str(target), catalog=catalog)
-        raise DataError(f"{target}: no astrobench dataset, FITS files, or images with a catalogue in this folder")
+            return build_source(FitsSource, {"path": str(target), "catalog": catalog, **options}, "dataset 'fits'")
+        raise DataError(f"{target}: no astrobench dataset, FITS files, or images with a catalogue in this folder "
+                        "(name the catalogue with catalog=FILE, or the source with --dataset)")
     name = target.name.lower()
     if name.endswith((".h5", ".hdf5")):
         from astrobench.datasets.hdf5 import HDF5Source, detect_preset
 
-        return HDF5Source(str(target), preset=detect_preset(target))
+        defaults = {} if "preset" in options or "label_keys" in options else {"preset": detect_preset(target)}
+        return build_source(HDF5Source, {"path": str(target), **defaults, **options}, "dataset 'hdf5'")
     if is_fits_file(target):
-        return FitsSource(str(target))
+        return build_source(FitsSource, {"path": str(target), **options}, "dataset 'fits'")
     if name.endswith(".npz"):
         from astrobench.datasets.npz import NpzSource
 
-        return NpzSource(str(target))
+        return build_source(NpzSource, {"path": str(target), **options}, "dataset 'npz'")
     raise DataError(f"{target}: unknown kind of file (expected .h5/.hdf5, .fits, .npz, or a folder)")
 
 
-def inspect_source(source: DataSource | SurveyData) -> dict[str, Any]:
-    """Summary of a source's data as plain values (JSON-serialisable)."""
+def inspect_source(source: DataSource | SurveyData, cache_dir: Path | None = None) -> dict[str, Any]:
+    """Summary of a source's data as plain values (JSON-serialisable), with the data checks' findings
+    under ``checks`` (duplicates are looked for within the whole file: inspection knows no splits)."""
+    from astrobench.datasets.checks import run_checks
+
     if isinstance(source, SurveyData):
         data = source
+    elif cache_dir is not None:
+        data = source.load(Path(cache_dir))
     else:
         with tempfile.TemporaryDirectory(prefix="astrobench-inspect-") as cache:
             data = source.load(Path(cache))
@@ -91,6 +117,7 @@ def inspect_source(source: DataSource | SurveyData) -> dict[str, Any]:
         "position_coverage": float(np.mean(np.isfinite(data.ra) & np.isfinite(data.dec))),
         "ebv_coverage": float(np.mean(np.isfinite(data.ebv))),
         "labels": {name: _label_summary(values) for name, values in sorted(data.labels.items())},
+        "checks": [finding.to_dict() for finding in run_checks(data)],
     }
 
 
@@ -151,4 +178,6 @@ def format_inspection(info: dict[str, Any]) -> str:
         if "counts" in label:
             detail += ", counts " + " ".join(f"{k}:{v}" for k, v in label["counts"].items())
         lines.append(f"  label {name}: {detail}")
+    for finding in info.get("checks", []):
+        lines.append(f"  {finding['level']}: [{finding['check']}] {finding['message']}")
     return "\n".join(lines)

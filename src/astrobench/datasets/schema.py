@@ -88,6 +88,7 @@ class SurveyData:
                 raise DataError(f"{where}: field {name!r} has shape {value.shape}, expected {shape}")
         if len(set(self.object_id.tolist())) != n:
             raise DataError(f"{where}: field 'object_id' is not unique")
+        self._check_metadata()
         bad = ~np.isfinite(self.image) & ~self.mask
         if bad.any():
             first = int(np.argwhere(bad.any(axis=(1, 2, 3)))[0, 0])
@@ -99,6 +100,31 @@ class SurveyData:
             if values.shape[0] != n:
                 raise DataError(f"{where}: label {name!r} has {values.shape[0]} rows for {n} objects")
         return self
+
+    # field -> (smallest allowed value, whether it may equal it, unit and what it means)
+    _METADATA_RULES = {
+        "pixel_scale": (0.0, False, "arcsec per pixel"),
+        "psf_fwhm": (0.0, False, "arcsec"),
+        "ebv": (0.0, True, "mag of Galactic E(B-V)"),
+    }
+
+    def _check_metadata(self) -> None:
+        """Per-object pixel scale > 0, PSF FWHM > 0, E(B-V) >= 0, all finite where known: a zero pixel
+        scale turns an arcsec FWHM into an infinite blur, an infinite E(B-V) a galaxy into zeros.
+        NaN means unknown (the schema's convention) and is allowed."""
+        for name, (least, inclusive, unit) in self._METADATA_RULES.items():
+            values = np.asarray(getattr(self, name), dtype=np.float64)
+            known = ~np.isnan(values)
+            wrong = known & (~np.isfinite(values) | (values < least if inclusive else values <= least))
+            if wrong.any():
+                rows = np.flatnonzero(wrong.reshape(len(values), -1).any(axis=1))
+                value = values[rows[0]][wrong[rows[0]]].ravel()[0] if values.ndim > 1 else values[rows[0]]
+                rule = f">= {least:g}" if inclusive else f"> {least:g}"
+                raise DataError(
+                    f"{self.origin}: field {name!r} of object {str(self.object_id[rows[0]])!r} is {float(value)!r} "
+                    f"({len(rows)} object(s) affected); it must be a finite number {rule} ({unit}), or NaN where "
+                    "unknown: fix the value in the file or override it with the source's option"
+                )
 
     def subset(self, index: np.ndarray) -> "SurveyData":
         index = np.asarray(index)
@@ -168,7 +194,13 @@ class SurveyData:
         manifest_path = path / MANIFEST_NAME
         if not manifest_path.is_file():
             raise DataError(f"{path}: not an astrobench dataset folder (no {MANIFEST_NAME})")
-        manifest = json.loads(manifest_path.read_text())
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            if not isinstance(manifest, dict) or "bands" not in manifest or "image_is_flux" not in manifest:
+                raise ValueError("not an astrobench manifest (no 'bands' or 'image_is_flux')")
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise DataError(f"{manifest_path}: damaged dataset manifest ({error}); delete {path} and let it be "
+                            "generated again (or regenerate it with `astrobench data generate`)") from error
         try:
             arrays = read_folder(path, manifest)
         except (OSError, ValueError, KeyError, pa.ArrowException) as error:

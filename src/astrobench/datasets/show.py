@@ -7,29 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from astrobench.datasets.display import asinh_rgb, noise_floor
 from astrobench.datasets.schema import SurveyData
 
-RGB_BANDS = (("i", "r", "g"), ("z", "r", "g"), ("r", "g", "u"))
 MORPHOLOGY_NAMES = ("elliptical", "lenticular", "spiral", "barred_spiral", "edge_on", "irregular", "merger")
-
-
-def asinh_rgb(image: np.ndarray, bands: tuple[str, ...], noise: np.ndarray | None = None, q: float = 6.0) -> np.ndarray:
-    """(H, W, 3) display composite of one (C, H, W) flux image (Lupton et al. 2004 style asinh stretch)."""
-    image = np.asarray(image, dtype=np.float64)
-    if not any(set(choice) <= set(bands) for choice in RGB_BANDS):
-        channels = [image[min(k, len(bands) - 1)] for k in (len(bands) - 1, len(bands) // 2, 0)]
-    else:
-        choice = next(c for c in RGB_BANDS if set(c) <= set(bands))
-        channels = [image[bands.index(b)] for b in choice]
-    rgb = np.stack(channels, axis=-1)
-    if noise is None:
-        noise = 1.4826 * np.median(np.abs(rgb - np.median(rgb, axis=(0, 1))), axis=(0, 1)) + 1e-12
-    rgb = rgb / np.maximum(noise, 1e-12)  # per-channel noise units: faint structure at equal weight
-    intensity = rgb.mean(-1, keepdims=True)
-    stretch = np.arcsinh(q * np.clip(intensity, 0, None) / 60.0) / q
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(intensity > 0, rgb * stretch / intensity, 0.0)
-    return np.clip(out / max(np.percentile(out, 99.7), 1e-6), 0, 1)
 
 
 def _pick_examples(data: SurveyData, count: int, seed: int = 0) -> np.ndarray:
@@ -77,7 +58,7 @@ def cutout_grid(data: SurveyData, out: Path, rows: int = 6, cols: int = 8) -> Pa
         ax.axis("off")
     for ax, i in zip(np.ravel(axes), picks):
         image = np.where(data.mask[i], 0.0, data.image[i])
-        ax.imshow(asinh_rgb(image, data.bands), origin="lower", interpolation="nearest")
+        ax.imshow(asinh_rgb(image, data.bands, minimum=noise_floor(image, data.bands)), origin="lower", interpolation="nearest")
         ax.set_title(_label_text(data, int(i)), fontsize=6.5)
     fig.suptitle(f"{data.origin}: {len(data)} objects, bands {''.join(data.bands)}", fontsize=9)
     fig.tight_layout()

@@ -33,6 +33,7 @@ from astrobench.datasets.schema import MANIFEST_NAME, SurveyData
 from astrobench.datasets.sim.population import MORPHOLOGY_CLASSES, N_UNIFORMS, Population, sample_population
 from astrobench.datasets.sim.presets import PRESETS, SurveyPreset, get_preset
 from astrobench.datasets.storage import ShardWriter
+from astrobench.profiles import SYNTHETIC_SIZES
 from astrobench.registry import register_dataset
 
 GENERATOR_VERSION = "synthetic-2"
@@ -410,7 +411,8 @@ class SyntheticSurvey(DataSource):
     differently, with the GPU's own noise draws: another dataset).
     """
 
-    profiles = {"smoke": {"n": 512}, "quick": {"n": 6000}, "gpu": {"n": 50_000}, "paper": {"n": 200_000}}
+    profiles = {profile: {"n": n} for profile, n in SYNTHETIC_SIZES.items()}
+    reports_progress = True  # generating the survey takes a while: load(progress=...) reports it
 
     def __init__(self, preset: str = "sdss", n: int = 4000, seed: int = 0, workers: int | None = None,
                  bad_pixels: bool = True, device: str = "cpu"):

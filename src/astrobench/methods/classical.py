@@ -90,7 +90,7 @@ class Colours(Method):
     """Aperture magnitudes and colours in each band, standardised: the astronomer's classical baseline.
 
     **Flux.** ``embed`` receives the encoder input, ``asinh(flux / scale_band)`` with invalid pixels
-    set to 0 (``datasets/normalize.py``). The normaliser is invertible and the method holds it
+    set to 0 (``augment/normalize.py``). The normaliser is invertible and the method holds it
     (``views.normalizer``), so the flux is recovered as ``scale_band · sinh(x)`` (to float
     rounding) inside ``embed``: the method keeps the runner's contract (same input as every method,
     embeddings cached like theirs) and needs no second data path. The mask does not reach ``embed``, but the

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from astrobench.benchmark import distributed
+from astrobench import distributed
 
 # -- heads ----------------------------------------------------------------------------------------
 

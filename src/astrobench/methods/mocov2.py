@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from astrobench.augment.pipeline import ViewPipeline
-from astrobench.benchmark import distributed
+from astrobench import distributed
 from astrobench.methods.base import NARROW_RESNET, TINY_RESNET, Method, create_backbone
 from astrobench.methods.components import (
     Queue,

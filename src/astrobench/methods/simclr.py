@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 
 from astrobench.augment.pipeline import ViewPipeline
-from astrobench.benchmark import distributed
+from astrobench import distributed
 from astrobench.methods.base import NARROW_RESNET, TINY_RESNET, Method, create_backbone
 from astrobench.methods.components import convert_to_global_bn, projection_mlp
 from astrobench.methods.losses import nt_xent_loss

@@ -30,7 +30,7 @@ Several classification targets can share one backbone: ``targets`` is (N, G) wit
 target is missing, the head has ``sum(n_classes)`` outputs and the loss is the sum over targets of
 the cross-entropy over the rows that have that target.
 
-Sizes come from the run profile (``FINETUNE_PROFILES``); a profile changes sizes, never the algorithm.
+Sizes come from the run profile (``profiles.FINETUNE_PROFILES``); a profile changes sizes, never the algorithm.
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from astrobench.benchmark.batches import make_batch
+from astrobench.datasets.batches import make_batch
+from astrobench.profiles import FINETUNE_PROFILES
 from astrobench.tasks.base import FinetuneInputs
+from astrobench.training import FiniteGuard, warmup_cosine
 
 # label-preserving augmentation added when the method's views lack it (rotation with flips)
 FINETUNE_ROTATION = "RR"
@@ -62,20 +64,10 @@ class FinetuneSettings:
     recalibration_rows: int = 2048  # training objects whose eval views re-measure batch-norm statistics
 
 
-FINETUNE_PROFILES: dict[str, FinetuneSettings] = {
-    "smoke": FinetuneSettings(steps=4, batch_size=8, eval_batch_size=64, recalibration_rows=64),
-    # quick: ~9 epochs of the 4,200 labelled training galaxies (200 steps, 3 epochs, did not get past
-    # the class frequencies); ~1-2 min for the small ResNet on 2 CPU cores
-    "quick": FinetuneSettings(steps=600, batch_size=64),
-    "gpu": FinetuneSettings(steps=3000, batch_size=256, recalibration_rows=8192),
-    "paper": FinetuneSettings(steps=10_000, batch_size=256, recalibration_rows=8192),
-}
-
-
 def settings_for(profile: str) -> FinetuneSettings:
     if profile not in FINETUNE_PROFILES:
         raise ValueError(f"no fine-tuning settings for profile {profile!r}; known: {sorted(FINETUNE_PROFILES)}")
-    return FINETUNE_PROFILES[profile]
+    return FinetuneSettings(**FINETUNE_PROFILES[profile])
 
 
 @dataclass
@@ -96,13 +88,6 @@ class FinetuneOutput:
             "last_loss": self.losses[-1] if self.losses else None,
             "prior_entropy": self.prior_entropy,
         }
-
-
-def _lr_factor(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def finetune_views(views: Any) -> Any:
@@ -190,9 +175,8 @@ def finetune_classifier(
             weight_decay=settings.weight_decay,
         )
         warmup = max(1, int(settings.warmup_fraction * settings.steps))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: _lr_factor(step, settings.steps, warmup)
-        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, settings.steps))
+        guard = FiniteGuard(device)
         target_tensor = torch.as_tensor(targets, dtype=torch.long)
         step_losses: list[torch.Tensor] = []
         model.train()
@@ -217,8 +201,11 @@ def finetune_classifier(
             optimizer.step()
             scheduler.step()
             step_losses.append(loss.detach())
+            guard.observe(step, loss)
             if (step + 1) % 10 == 0 or step + 1 == settings.steps:  # one sync per 10 steps, not per step
-                _check_finite(step_losses, step + 1 - len(step_losses[-10:]))
+                bad = guard.first_bad_step()
+                if bad is not None:
+                    raise FloatingPointError(f"fine-tuning loss is not finite at step {bad}")
         losses = [float(v) for v in torch.stack(step_losses).cpu()] if step_losses else []
 
         recalibration = rng.permutation(train_indices)[: settings.recalibration_rows]
@@ -264,11 +251,3 @@ def recalibrate_batch_norm(modules: Sequence[nn.Module], forward: Any, rows: np.
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
         m.eval()
-
-
-def _check_finite(step_losses: list[torch.Tensor], first_step: int) -> None:
-    recent = torch.stack(step_losses[-10:])
-    finite = torch.isfinite(recent)
-    if not bool(finite.all()):
-        bad = int(torch.nonzero(~finite)[0, 0]) + first_step
-        raise FloatingPointError(f"fine-tuning loss is not finite at step {bad}")

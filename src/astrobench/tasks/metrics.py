@@ -244,3 +244,34 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
         "r2": float(1.0 - np.sum(residual**2) / np.sum((y_true - y_true.mean()) ** 2)),
         "rmse": float(np.sqrt(np.mean(residual**2))),
     }
+
+
+def mean_absolute_error(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """MAE = mean(|y − ŷ|)."""
+    y_true, y_pred = _check_pair(np.asarray(y_true, float), np.asarray(y_pred, float), "regression")
+    return float(np.mean(np.abs(y_true - y_pred)))
+
+
+def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, classes: np.ndarray) -> dict[int, dict[str, float]]:
+    """Per class of ``classes``: precision, recall, F1 and support (scikit-learn's
+    ``classification_report`` with ``zero_division=0``: a class never predicted has precision 0)."""
+    y_true, y_pred = _check_pair(y_true, y_pred, "classification")
+    report = {}
+    for c in np.asarray(classes).tolist():
+        n_true, n_predicted = int(np.sum(y_true == c)), int(np.sum(y_pred == c))
+        tp = int(np.sum((y_true == c) & (y_pred == c)))
+        report[int(c)] = {
+            "precision": tp / n_predicted if n_predicted else 0.0,
+            "recall": tp / n_true if n_true else 0.0,
+            "f1": float(_f1(np.array(tp), np.array(n_true), np.array(n_predicted))),
+            "support": n_true,
+        }
+    return report
+
+
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """The mean over the classes present in the truth of each class's recall (scikit-learn's
+    ``balanced_accuracy_score``): answering the majority class everywhere scores 1 / n_classes."""
+    y_true, y_pred = _check_pair(y_true, y_pred, "classification")
+    classes = np.unique(y_true)
+    return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in classes]))

@@ -9,20 +9,7 @@ arrive as a torch tensor on the run's device (``device_embeddings``) and stay th
 
 Built-in protocols:
 
-- ``linear``. Classes, and binned values (over their bins): logistic regression with an L2
-  penalty on features standardised with the training mean and population std (std 0 -> 1), the
-  objective of scikit-learn's ``StandardScaler`` + ``LogisticRegression(C)``:
-  ``mean_i log-loss_i + ||W||² / (2·C·n)``, intercept unpenalised, a softmax over more than two
-  classes and one sigmoid logit for two. Only the classes present in the training rows are fitted
-  (as scikit-learn does); absent classes get probability 0. Solved by full-batch L-BFGS (history
-  20, strong-Wolfe line search) and stopped, like scikit-learn's lbfgs, as soon as the largest
-  entry of the gradient of that objective is <= ``tol`` (1e-4), when the loss no longer changes
-  at machine precision, or after ``max_iter`` (1000) iterations. When it pays (many classes: the redshift bins), L-BFGS runs in a PCA-whitened basis
-  of the features (``W = V·diag(λ_j + 1/(C·n))^-1/2·W'``): a change of variables, so the minimiser
-  and the stopping test (taken in the original coordinates) are unchanged, with 2-3x fewer
-  iterations (directions without variance, e.g. dead features, are left out: the minimiser is 0
-  there). Values without bins: ridge regression (``StandardScaler`` + ``Ridge(alpha)``),
-  closed form in float64.
+- ``linear``: logistic regression on standardised features, ridge for values (``linear_probe.py``).
 - ``knn``. The k (20) cosine-nearest training objects, exact top-k by chunked matrix product
   (``search.cosine_topk``, memory chunk x n_train). Classes: the neighbours' class fractions are
   the probabilities (the predicted class is the most frequent, ties to the lower class, as
@@ -30,19 +17,13 @@ Built-in protocols:
 - ``finetune``. Trains the encoder too, so it needs the model, not embeddings: ``needs_model``
   tells the runner to hand the task a copy of the model, and the task's ``finetune`` runs it.
 
-Agreement with scikit-learn (``tests/tasks/test_probes.py``): solved tightly (``tol=1e-8``, float64)
-the linear probe's test probabilities are those of ``StandardScaler`` + ``LogisticRegression``
-(``tol=1e-10``) within 1e-5 (measured 1e-7 to 6e-6); at the defaults of both (float32 here) within
-0.03 (measured up to 0.016), with the same predicted class for >= 99% of objects and accuracies
-within 0.5 percentage points (a gradient tolerance of 1e-4 leaves a flat valley in which the two
-solvers stop at different points). Ridge agrees within
-1e-6; the kNN probe's probabilities and means are scikit-learn's exactly where no distances tie.
+Agreement with scikit-learn (``tests/tasks/test_probes.py``): the kNN probe's probabilities and means are
+scikit-learn's exactly where no distances tie; the linear probe's: ``linear_probe.py``.
 """
 
 from __future__ import annotations
 
 import inspect
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
@@ -51,6 +32,7 @@ import numpy as np
 import torch
 
 from astrobench.datasets.schema import DataError
+from astrobench.datasets.splits import draw_rows
 from astrobench.registry import PROBES, register_probe
 from astrobench.tasks.search import cosine_topk
 
@@ -61,7 +43,7 @@ KNN_K = 20
 # target kinds a task asks for and a probe declares it can fit (``Probe.handles``)
 CLASSES, VALUES, BINNED = "classes", "values", "binned"
 TARGET_KINDS = (CLASSES, VALUES, BINNED)
-_ROW_CHUNK = 1 << 16  # rows per block for float64 moments and Gram matrices (bounded memory)
+ROW_CHUNK = 1 << 16  # rows per block for float64 moments and Gram matrices (bounded memory)
 
 
 # -- labels --------------------------------------------------------------------------------------
@@ -116,11 +98,9 @@ def draw_labelled_subset(
         raise DataError(f"no training object has label {label_name!r}")
     if budget is not None and budget < 1:
         raise ValueError(f"label budget must be >= 1, got {budget}")
-    rng = np.random.default_rng(seed)
     if not balanced:
-        if budget is None or budget >= eligible.size:
-            return eligible
-        return np.sort(rng.choice(eligible, size=budget, replace=False))
+        return draw_rows(eligible, budget, seed)
+    rng = np.random.default_rng(seed)
     classes, counts = np.unique(values[eligible], return_counts=True)
     if classes.size < 2:
         raise DataError(f"label {label_name!r} has a single class ({classes[0].item()!r}) among the training objects")
@@ -364,8 +344,8 @@ class Standardiser:
     def fit(cls, x: torch.Tensor) -> "Standardiser":
         n = x.shape[0]
         # float64 sums over row blocks: exact enough for float32 input, no float64 copy of x
-        mean = sum(block.sum(0, dtype=torch.float64) for block in x.split(_ROW_CHUNK)) / n
-        var = sum(((block.double() - mean) ** 2).sum(0) for block in x.split(_ROW_CHUNK)) / n
+        mean = sum(block.sum(0, dtype=torch.float64) for block in x.split(ROW_CHUNK)) / n
+        var = sum(((block.double() - mean) ** 2).sum(0) for block in x.split(ROW_CHUNK)) / n
         eps = torch.finfo(torch.float64).eps
         constant = var <= n * eps * var + (n * mean * eps) ** 2  # scikit-learn's _is_constant_feature
         scale = torch.where(constant, torch.ones_like(var), var.sqrt())
@@ -373,189 +353,6 @@ class Standardiser:
 
     def __call__(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return (x.to(dtype) - self.mean.to(dtype)) / self.scale.to(dtype)
-
-
-def _gram(xs: torch.Tensor) -> torch.Tensor:
-    """xs^T xs in float64, accumulated over row blocks."""
-    return sum(block.double().T @ block.double() for block in xs.split(_ROW_CHUNK))
-
-
-# -- linear --------------------------------------------------------------------------------------
-
-
-class _Converged(Exception):
-    """Raised inside the L-BFGS closure at the first point that meets the gradient tolerance."""
-
-
-def fit_logistic(
-    xs: torch.Tensor, y: np.ndarray, n_classes: int, *, C: float, tol: float, max_iter: int,
-    history_size: int = 20, precondition: bool | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """Minimise mean_i log-loss_i + ||W||² / (2·C·n) on standardised ``xs`` (n, d); ``y`` in [0, n_classes).
-
-    Two classes: one logit (W (d, 1), sigmoid); more: softmax (W (d, K)). Returns (W, b, info).
-    Stops at the first evaluated point whose gradient has no entry above ``tol`` (scikit-learn's
-    lbfgs criterion on the same objective), when the loss stops changing at machine precision (as
-    scipy's ``ftol``), or after ``max_iter`` iterations: ``info["stop"]`` says which, and
-    ``info["converged"]`` is False only for the last (scikit-learn's ConvergenceWarning case).
-    ``precondition=None`` decides by cost: whitening costs about n·d² + 4·d³, saves ~half of a few
-    hundred evaluations of 2·n·d·K each; it pays for many classes, not for one logit.
-    """
-    n, d = xs.shape
-    dtype, device = xs.dtype, xs.device
-    n_out = 1 if n_classes == 2 else n_classes
-    lam = 1.0 / (C * n)
-    if precondition is None:
-        precondition = d * (1 + 4 * d / n) < 100 * n_out
-    if precondition:
-        evals, evecs = torch.linalg.eigh(_gram(xs) / n)
-        # directions without variance (dead or linearly dependent features) carry no data: there the
-        # gradient is 0 and the penalty keeps W at 0, so they are left out of the iteration
-        keep = evals > 1e-10 * evals.max()
-        keep[-1] = True
-        evals, evecs = evals[keep], evecs[:, keep]
-        curvature = evals + lam  # per principal direction: data variance + penalty
-        to_w = (evecs * curvature.rsqrt()).to(dtype)  # W = to_w @ V
-        grad_to_w = (evecs * curvature.sqrt()).to(dtype)  # dF/dW = grad_to_w @ dF/dV
-        features = xs @ to_w
-        penalty = (1.0 / curvature).to(dtype)[:, None]  # ||W||² = Σ_j V_j² / curvature_j
-    else:
-        to_w = grad_to_w = penalty = None
-        features = xs
-    v = torch.zeros(features.shape[1], n_out, dtype=dtype, device=device)
-    b = torch.zeros(n_out, dtype=dtype, device=device)
-    target = torch.as_tensor(y, device=device)
-    if n_out == 1:
-        target = target.to(dtype)[:, None]
-    else:
-        target = target[:, None]
-        minus_one = torch.full((n, 1), -1.0, dtype=dtype, device=device)
-    state: dict[str, Any] = {"evaluations": 0}
-
-    def closure() -> float:
-        with torch.no_grad():
-            z = torch.addmm(b, features, v)
-            if n_out == 1:
-                per_object = torch.nn.functional.softplus(z) - target * z
-                residual = torch.sigmoid(z) - target
-            else:
-                top = z.amax(1, keepdim=True)
-                e = torch.exp(z - top)
-                total = e.sum(1, keepdim=True)
-                per_object = top + torch.log(total) - z.gather(1, target)
-                residual = e.div_(total).scatter_add_(1, target, minus_one)  # softmax − one-hot
-            weighted = v if penalty is None else v * penalty
-            loss = per_object.sum(dtype=torch.float64) / n + 0.5 * lam * (v * weighted).sum(dtype=torch.float64)
-            grad_v = torch.addmm(weighted, features.T, residual, beta=lam, alpha=1.0 / n)
-            grad_b = residual.sum(0) / n
-            v.grad, b.grad = grad_v, grad_b
-            grad_w = grad_v if grad_to_w is None else grad_to_w @ grad_v
-            worst = torch.maximum(grad_w.abs().amax(), grad_b.abs().amax())
-            loss_value, worst_value = torch.stack([loss, worst.double()]).tolist()  # one host sync
-        state["evaluations"] += 1
-        state["grad_max"] = worst_value
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"linear probe: non-finite loss after {state['evaluations']} evaluations")
-        if worst_value <= tol:
-            state["solution"] = (v.clone(), b.clone())
-            raise _Converged
-        return loss_value
-
-    optimizer = torch.optim.LBFGS(
-        [v, b], lr=1.0, max_iter=max_iter, max_eval=2 * max_iter, history_size=history_size,
-        # stopping is the closure's gradient test; these two only end a run that cannot progress
-        tolerance_grad=0.0, tolerance_change=64 * float(np.finfo(np.float64).eps),
-        line_search_fn="strong_wolfe",
-    )
-    try:
-        optimizer.step(closure)
-        closure()  # the gradient test at the final iterate
-        solution = (v, b)
-        n_iter = int(optimizer.state[v].get("n_iter", 0))
-        stop = "max_iter" if n_iter >= max_iter or state["evaluations"] > 2 * max_iter else "no progress"
-    except _Converged:
-        solution, stop = state["solution"], "gradient"
-        n_iter = int(optimizer.state[v].get("n_iter", 0))
-    v_final, b_final = solution
-    weight = v_final if to_w is None else to_w @ v_final
-    info = {
-        "n_iter": n_iter,
-        "n_evaluations": state["evaluations"],
-        "grad_max": state["grad_max"],
-        "stop": stop,
-        "converged": stop != "max_iter",
-        "preconditioned": bool(precondition),
-    }
-    return weight, b_final, info
-
-
-class _FittedLogistic(FittedProbe):
-    def __init__(self, scaler: Standardiser, dtype: torch.dtype, weight: torch.Tensor, bias: torch.Tensor,
-                 present: np.ndarray, n_classes: int, info: dict[str, Any]):
-        self.scaler, self.dtype, self.weight, self.bias = scaler, dtype, weight, bias
-        self.present, self.n_classes, self.info = present, n_classes, info
-
-    def predict(self, x: torch.Tensor) -> Prediction:
-        with torch.no_grad():
-            z = torch.addmm(self.bias, self.scaler(x, self.dtype), self.weight)
-            if z.shape[1] == 1:
-                positive = torch.sigmoid(z)
-                probabilities = torch.cat([1.0 - positive, positive], dim=1)
-            else:
-                probabilities = torch.softmax(z, dim=1)
-        return Prediction(probabilities=full_probabilities(probabilities, self.present, self.n_classes))
-
-
-class _FittedRidge(FittedProbe):
-    def __init__(self, scaler: Standardiser, coef: torch.Tensor, intercept: float):
-        self.scaler, self.coef, self.intercept = scaler, coef, intercept
-        self.info: dict[str, Any] = {}
-
-    def predict(self, x: torch.Tensor) -> Prediction:
-        with torch.no_grad():
-            values = self.scaler(x, torch.float64) @ self.coef + self.intercept
-        return Prediction(values=values.cpu().numpy())
-
-
-@register_probe("linear")
-class LinearProbe(Probe):
-    """Logistic regression for classes and binned values, ridge regression for values (module docstring)."""
-
-    handles: ClassVar[frozenset[str]] = frozenset({CLASSES, BINNED, VALUES})
-
-    def __init__(self, C: float = 1.0, ridge_alpha: float = 1.0, max_iter: int = 1000, tol: float = 1e-4,
-                 history_size: int = 20, dtype: str = "float32", precondition: bool | None = None):
-        if not C > 0:
-            raise ValueError(f"linear probe: C must be > 0, got {C}")
-        if not ridge_alpha > 0:
-            raise ValueError(f"linear probe: ridge_alpha must be > 0, got {ridge_alpha}")
-        if max_iter < 1 or not tol > 0 or history_size < 1:
-            raise ValueError(f"linear probe: max_iter ({max_iter}) and history_size ({history_size}) must be >= 1, tol ({tol}) > 0")
-        if dtype not in ("float32", "float64"):
-            raise ValueError(f"linear probe: dtype must be 'float32' or 'float64', got {dtype!r}")
-        self.C, self.ridge_alpha, self.max_iter, self.tol = float(C), float(ridge_alpha), int(max_iter), float(tol)
-        self.history_size, self.dtype, self.precondition = int(history_size), dtype, precondition
-
-    def fit(self, x: torch.Tensor, target: Target, *, seed: int = 0) -> FittedProbe:
-        scaler = Standardiser.fit(x)
-        if target.kind == VALUES:
-            return self._ridge(x, scaler, target.values)
-        present, index = present_classes(target)
-        dtype = getattr(torch, self.dtype)
-        weight, bias, info = fit_logistic(
-            scaler(x, dtype), index, present.size, C=self.C, tol=self.tol, max_iter=self.max_iter,
-            history_size=self.history_size, precondition=self.precondition,
-        )
-        return _FittedLogistic(scaler, dtype, weight, bias, present, int(target.n_classes), info)
-
-    def _ridge(self, x: torch.Tensor, scaler: Standardiser, values: np.ndarray) -> FittedProbe:
-        # min ||y − Xs·w − b||² + alpha·||w||²: Xs is centred, so b = mean(y) and w solves the normal equations
-        xs = scaler(x, torch.float64)
-        y = torch.as_tensor(values, dtype=torch.float64, device=x.device)
-        intercept = y.mean()
-        system = _gram(xs) + self.ridge_alpha * torch.eye(xs.shape[1], dtype=torch.float64, device=x.device)
-        coef = torch.linalg.solve(system, xs.T @ (y - intercept))
-        return _FittedRidge(scaler, coef, float(intercept))
 
 
 # -- k nearest neighbours ------------------------------------------------------------------------

@@ -120,6 +120,23 @@ class RedshiftTask(Task):
         bins[present] = np.minimum(np.searchsorted(self.bin_edges, z[present], side="right") - 1, self.n_bins - 1)
         return bins
 
+    def check_data(self, data) -> None:
+        """Before any work: the labels must fit the bins. Any below ``z_min`` is an error (as in
+        ``to_bins``); so is a range that misses most of the data (more than half at or above
+        ``z_max`` would pile into the last bin, e.g. quasars at z 2.8-7 with the default 0-0.4)."""
+        super().check_data(data)
+        z = np.asarray(data.labels[LABEL], dtype=np.float64)
+        z = z[np.isfinite(z)]
+        if z.size == 0:
+            raise DataError(f"task 'redshift': no object of {data.origin} has a redshift")
+        below, above = int((z < self.z_min).sum()), int((z >= self.z_max).sum())
+        if below or above > z.size / 2:
+            raise DataError(
+                f"task 'redshift': of {z.size} labelled redshifts (range {z.min():.4g} to {z.max():.4g}) {below} lie "
+                f"below z_min={self.z_min:g} and {above} at or above z_max={self.z_max:g} (those go to the last bin); "
+                "set --task-option z_min=... --task-option z_max=... to the range of the data"
+            )
+
     def supervised_targets(self, labels: dict[str, np.ndarray]) -> tuple[np.ndarray, int]:
         """Redshift bin indices (-1 where the redshift is missing) and ``n_bins``."""
         return self.to_bins(require_label(labels, LABEL, "task 'redshift'")), self.n_bins

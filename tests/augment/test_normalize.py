@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from astrobench.datasets.normalize import Normalizer
+from astrobench.augment.normalize import Normalizer
 from astrobench.datasets.schema import DataError, SurveyData
 
 
@@ -63,7 +63,7 @@ def test_band_check_and_empty_band():
 def test_fast_asinh_matches_torch_asinh_over_the_float32_range():
     import torch
 
-    from astrobench.datasets.normalize import fast_asinh
+    from astrobench.augment.normalize import fast_asinh
 
     x = torch.cat([torch.linspace(-5, 5, 10001), torch.logspace(-8, 38, 200), -torch.logspace(-8, 38, 200),
                    torch.tensor([0.0, -0.0, 3.4e38])])
@@ -75,7 +75,7 @@ def test_fast_asinh_matches_torch_asinh_over_the_float32_range():
 
 
 def test_fast_asinh_equals_torch_asinh_on_zeros_negatives_large_values_and_in_place():
-    from astrobench.datasets.normalize import fast_asinh
+    from astrobench.augment.normalize import fast_asinh
 
     x = torch.cat([torch.tensor([0.0, -0.0, 1e-30, -1e-30, 1e-8, -3.0, 3.0]), torch.randn(50_000) * 100,
                    torch.logspace(-8, 38, 100), -torch.logspace(-8, 38, 100)])
@@ -99,3 +99,16 @@ def test_transform_equals_asinh_of_scaled_flux_and_zeroes_masked_pixels_even_nan
     assert (out[mask] == 0).all()
     clean = image.nan_to_num(0.0)
     torch.testing.assert_close(norm(clean), torch.asinh(clean / torch.tensor([2.0, 0.5]).view(1, 2, 1, 1)), atol=1e-6, rtol=2.4e-7)
+
+
+def test_invert_returns_the_flux_of_valid_pixels_and_zero_under_the_mask():
+    norm = Normalizer(("g", "r"), (0.5, 3.0))
+    flux = torch.tensor([[[[-2.0, 0.0], [0.7, 40.0]], [[1e3, -5.0], [0.0, 3.0]]]])
+    mask = torch.zeros_like(flux, dtype=torch.bool)
+    mask[0, 1, 0, 0] = True
+    back = norm.invert(norm(flux, mask))
+    expected = flux.clone()
+    expected[0, 1, 0, 0] = 0.0
+    torch.testing.assert_close(back, expected, rtol=1e-5, atol=1e-6)
+    rgb = Normalizer(("r", "g", "b"), (2.0, 2.0, 2.0), is_flux=False)
+    assert torch.equal(rgb.invert(torch.full((1, 3, 1, 1), 0.25)), torch.full((1, 3, 1, 1), 0.5))

@@ -64,6 +64,12 @@ class Normalizer:
             out.masked_fill_(mask, 0.0)
         return out
 
+    def invert(self, normalised: torch.Tensor) -> torch.Tensor:
+        """Flux from normalised pixels (``sinh(x) * scale``; ``x * scale`` for RGB composites):
+        for showing what a model sees or reconstructs. Masked pixels, set to 0, come back as 0."""
+        scales = torch.tensor(self.scales, dtype=normalised.dtype, device=normalised.device).view(1, -1, 1, 1)
+        return (torch.sinh(normalised) if self.is_flux else normalised) * scales
+
     def to_dict(self) -> dict:
         return {"bands": list(self.bands), "scales": list(self.scales), "is_flux": self.is_flux}
 

@@ -1,6 +1,12 @@
-"""Thin wrappers over ``torch.distributed`` that also work in a single process."""
+"""Thin wrappers over ``torch.distributed`` that also work in a single process.
+
+A core module: methods (gathered negatives, cross-rank batch norm), the training loop and the
+runner all use it, so it sits below every layer that does.
+"""
 
 from __future__ import annotations
+
+import os
 
 import torch
 import torch.distributed as dist
@@ -21,6 +27,38 @@ def world_size() -> int:
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
+
+
+def init_from_environment() -> None:
+    """Join the process group that torchrun describes in the environment (no-op without one)."""
+    if is_distributed() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl")
+    else:
+        dist.init_process_group("gloo")
+
+
+def shutdown() -> None:
+    if is_distributed():
+        dist.destroy_process_group()
+
+
+@torch.no_grad()
+def gather_strided_rows(local: torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
+    """Rank r holds rows r, r+W, r+2W, ...; return all n rows in order on every rank (on the host)."""
+    world = world_size()
+    if world == 1:
+        return local
+    per_rank = -(-n // world)
+    padded = torch.zeros((per_rank, *local.shape[1:]), dtype=local.dtype)
+    padded[: local.shape[0]] = local
+    padded = padded.to(device)
+    chunks = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(chunks, padded)
+    stacked = torch.stack(chunks, dim=1).cpu()  # (per_rank, world, D): row i is [i // W, i % W]
+    return stacked.reshape(per_rank * world, *local.shape[1:])[:n]
 
 
 # -- collectives used inside methods (no-ops in a single process) ---------------------------------

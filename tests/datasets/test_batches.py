@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from astrobench.benchmark.batches import ResidentRows, make_batch, resident_bytes
+from astrobench.datasets.batches import ResidentRows, make_batch, resident_bytes
 from astrobench.benchmark.config import TrainConfig
 from astrobench.benchmark.pretrain import _epoch_permutation, batch_indices, pretrain
-from astrobench.datasets.normalize import Normalizer
+from astrobench.augment.normalize import Normalizer
 from astrobench.augment.pipeline import ViewPipeline
 from astrobench.testing import TinyAutoencoder, make_tiny_survey
 
