@@ -79,3 +79,20 @@ def test_eighty_columns_cut_no_header_and_no_cell():
     # every method's name is whole on its row in every block
     blocks = sum(line.startswith("#   method") for line in lines)
     assert blocks >= 3 and sum(" supervised " in line for line in lines) == blocks  # scores, then the model card
+
+
+def test_a_vit_is_named_as_built_not_by_its_timm_default():
+    import timm
+
+    from astrobench.benchmark.model_card import architecture
+
+    vit = timm.create_model("vit_tiny_patch16_224", patch_size=8, img_size=64, depth=6, in_chans=5, num_classes=0)
+    assert architecture(vit) == "vit_tiny_patch8_64-d6"
+    assert architecture(timm.create_model("resnet10t", num_classes=0)) == "resnet10t"
+    assert architecture(torch_linear()) == "Linear"
+
+
+def torch_linear():
+    import torch
+
+    return torch.nn.Linear(2, 2)

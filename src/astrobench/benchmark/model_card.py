@@ -9,6 +9,7 @@ rest unknown (None, shown as ``–``), never guessed.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 CARD_FIELDS = ("backbone", "parameters", "embedding_dim", "images_seen")
@@ -40,9 +41,25 @@ def card_of_model(model: Any, backbone: str | None, embedding_dim: int, pretrain
 
 
 def architecture(module: Any) -> str:
-    """A timm model's architecture name (``resnet10t``); any other module's class name."""
+    """A timm model's architecture name (``resnet10t``); any other module's class name. A ViT built
+    with another patch size, image size or depth than its timm name says is named as built
+    (``vit_tiny_patch16_224`` at patch 8, 64 px, 6 blocks -> ``vit_tiny_patch8_64-d6``): rows that
+    differ in what they are must not share a name."""
     config = getattr(module, "pretrained_cfg", None) or {}
-    return str(config.get("architecture") or type(module).__name__)
+    name = str(config.get("architecture") or type(module).__name__)
+    patch_embed, blocks = getattr(module, "patch_embed", None), getattr(module, "blocks", None)
+    if patch_embed is None or blocks is None:
+        return name
+    patch, image = _first(getattr(patch_embed, "patch_size", None)), _first(getattr(patch_embed, "img_size", None))
+    if patch is not None and image is not None:
+        name = re.sub(r"patch\d+_\d+", f"patch{patch}_{image}", name)
+    return f"{name}-d{len(blocks)}"
+
+
+def _first(size: Any) -> int | None:
+    if isinstance(size, (tuple, list)):
+        return int(size[0]) if size else None
+    return int(size) if isinstance(size, int) else None
 
 
 def compact_count(n: Any) -> str:
