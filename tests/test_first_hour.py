@@ -82,3 +82,14 @@ def test_a_run_prints_progress_and_the_absolute_results_folder_when_piped(tmp_pa
     (written,) = (tmp_path / "r").rglob("*.json")
     assert f"-> {written.resolve()}" in out.stderr
     assert f"under {(tmp_path / 'r').resolve()}" in out.stderr
+
+
+def test_ls_details_describes_a_generic_task_by_the_label_option_and_its_real_protocols():
+    from astrobench.plugin_info import describe
+    from astrobench.registry import TASKS
+
+    lines = describe("tasks", TASKS.get("classification"))
+    assert "labels: any column you name: --task-option label=NAME" in lines
+    assert any(line.startswith("protocols: finetune, knn, linear") for line in lines)
+    retrieval = describe("tasks", TASKS.get("retrieval"))
+    assert not any("morphology" in line for line in retrieval)  # not the similarity task's label

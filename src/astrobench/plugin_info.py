@@ -25,11 +25,16 @@ def describe(kind: str, obj: Any) -> list[str]:
     lines = [summary_line(obj)]
     if kind == "tasks":
         task = _default_instance(obj)
+        any_label = task is None and _takes_label_option(obj)
+        if any_label:  # a generic task: describe it as it runs, on a label the user names
+            task = _instance_or_none(obj, label=LABEL_PLACEHOLDER)
         source = task if task is not None else obj
         named = [f"{m} {'↑' if hib else '↓'}" for m, hib in source.higher_is_better.items()]
         metrics = ", ".join(named[:SHOWN_METRICS]) + (f", +{len(named) - SHOWN_METRICS} more" if len(named) > SHOWN_METRICS else "")
         protocols = task.protocols if task is not None else getattr(obj, "default_protocols", ())
-        lines += [f"labels: {', '.join(source.required_labels) or '(none)'}",
+        labels = ("any column you name: --task-option label=NAME" if any_label
+                  else ", ".join(source.required_labels) or "(none)")
+        lines += [f"labels: {labels}",
                   f"main score: {obj.main_score}; metrics: {metrics}",
                   f"protocols: {', '.join(protocols)} (default: {', '.join(obj.default_protocols)})"]
     return lines
@@ -45,10 +50,24 @@ def tasks_by_label() -> dict[str, list[str]]:
     return users
 
 
+LABEL_PLACEHOLDER = "NAME"
+
+
 def _default_instance(cls: Any) -> Any:
     # a task's labels and protocols may depend on its options: describe its defaults; a task that
     # needs options is described from its class
+    return _instance_or_none(cls)
+
+
+def _instance_or_none(cls: Any, **options: Any) -> Any:
     try:
-        return cls()
+        return cls(**options)
     except Exception:  # noqa: BLE001 - any refusal (a required option, a check) means "needs options"
         return None
+
+
+def _takes_label_option(cls: Any) -> bool:
+    try:
+        return "label" in inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return False
