@@ -30,8 +30,8 @@ def test_a_row_missing_a_column_never_outranks_a_complete_row():
     assert [(r["method"], r["rank"], r["coverage"]) for r in rows] == [
         ("complete_good", 1, 2), ("complete_bad", 2, 2), ("one_column (-PS)", 3, 1)]
     md = render(records, "md")
-    assert "rank: rows with all 2 ranked column(s) first, then by how many they have; within each, the mean" in md
-    assert "missing columns: one_column (-PS) (1 of 2)" in md
+    assert "rank: rows with all 2 ranked task(s) first, then by how many they have; within each, the mean" in md
+    assert "missing tasks: one_column (-PS) (1 of 2)" in md
 
 
 def test_within_the_same_coverage_rows_go_by_mean_rank():
@@ -42,7 +42,7 @@ def test_within_the_same_coverage_rows_go_by_mean_rank():
     rows = json.loads(render(records, "json"))
     assert [(r["method"], r["rank"]) for r in rows] == [("b", 1), ("a", 2), ("c", 3)]
     complete = json.loads(render(records[:6], "json"))
-    assert "missing columns" not in render(records[:6], "md") and [r["method"] for r in complete] == ["b", "a"]
+    assert "missing tasks" not in render(records[:6], "md") and [r["method"] for r in complete] == ["b", "a"]
 
 
 def test_model_card_from_the_record_or_from_its_provenance():
@@ -96,3 +96,18 @@ def torch_linear():
     import torch
 
     return torch.nn.Linear(2, 2)
+
+
+def test_a_protocol_a_row_cannot_have_does_not_push_it_down():
+    # the baseline has no network to fine-tune: it misses the finetune column, not a task
+    records = [rec("baseline", s, 0.040, "redshift") for s in (0, 1)]
+    records += [rec("baseline", s, 0.30, "similarity") for s in (0, 1)]
+    for s in (0, 1):
+        records += [rec("ssl", s, 0.050, "redshift"), rec("ssl", s, 0.20, "similarity")]
+        records.append({**rec("ssl", s, 0.045, "redshift"), "protocol": "finetune"})
+    for r in records:
+        if r["task"] == "similarity":
+            r["higher_is_better"] = {"sigma_mad": True}
+    rows = json.loads(render(records, "json"))
+    assert [(r["method"], r["rank"], r["coverage"]) for r in rows] == [("baseline", 1, 2), ("ssl", 2, 2)]
+    assert "missing tasks" not in render(records, "md")

@@ -21,9 +21,10 @@ Marks, direction-aware (``higher_is_better`` is stored with every result; ↑/�
   ``astrobench compare`` runs the paired test over seeds (``benchmark/compare.py``);
 - flags stored with a result (in any of the cell's seeds): ``!`` constant predictions, ``†`` the
   pretraining loss never fell, ``‡`` any other flag (named in the legend).
-Rank: coverage first (rows with every column that has a better direction, then rows with fewer),
+Rank: coverage of tasks first (rows with a ranked column in every task, then rows with fewer tasks),
 then the mean of a row's per-column ranks over the columns it has: one good cell never outranks a
-row measured everywhere. The footer says so and names the rows that miss columns. Each row also carries its model card (``model_card.py``: backbone,
+row measured on every task, and a protocol that does not apply to a row (fine-tuning a baseline
+without a network) does not push it down. The footer says so and names the rows that miss tasks. Each row also carries its model card (``model_card.py``: backbone,
 parameters, embedding size, images seen): a block of columns in the terminal, a legend line in the
 page formats, a ``model`` field in JSON.
 Each column shows its numbers to one precision, chosen from the column's median standard error

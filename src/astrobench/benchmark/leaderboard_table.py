@@ -157,22 +157,25 @@ def has_direction(hib: Any) -> bool:
 
 @dataclass
 class Ranking:
-    """How the rows are ranked (``build_table``): coverage first, ``coverage[row]`` being how many
-    of the ``n_ranked`` ranked columns (those whose metric has a better direction) a row has; then
-    the mean of its per-column ranks over the columns it has."""
+    """How the rows are ranked (``build_table``): coverage of tasks first, ``coverage[row]`` being
+    how many of the ``n_ranked`` tasks with a ranked column (a metric with a better direction) a row
+    has any ranked column of; then the mean of its per-column ranks over the columns it has. Tasks,
+    not columns: a protocol that does not apply to a row (fine-tuning a baseline that has no
+    network) must not push it below the rows that have one, while a row measured on one task of
+    four never outranks a row measured on all."""
 
     coverage: dict[str, int]
     n_ranked: int
 
     def legend(self) -> str:
-        """The footer line saying how the rank is made, naming the rows that miss columns."""
+        """The footer line saying how the rank is made, naming the rows that miss tasks."""
         if self.n_ranked == 0:
             return "rank: no column has a better direction, so rows are in name order"
-        text = (f"rank: rows with all {self.n_ranked} ranked column(s) first, then by how many they have; "
-                "within each, the mean of the per-column ranks")
+        text = (f"rank: rows with all {self.n_ranked} ranked task(s) first, then by how many they have; "
+                "within each, the mean of the per-column ranks over the columns a row has")
         partial = [f"{row} ({k} of {self.n_ranked})" for row, k in self.coverage.items() if k < self.n_ranked]
         if partial:
-            text += "; missing columns: " + ", ".join(partial)
+            text += "; missing tasks: " + ", ".join(partial)
         return text
 
 
@@ -180,9 +183,9 @@ def build_table(agg: pd.DataFrame, show_budget: bool | None = None
                 ) -> tuple[list[str], list[str], dict[tuple[str, str], dict[str, Any]], Ranking]:
     """Rows, columns, cells {mean, std, boot_std, se, n, flags, best, near_best} and the ranking.
 
-    Coverage first: rows with every ranked column come first, then rows with fewer, so a row with
-    one good column never outranks a row measured everywhere; within the same coverage, by mean
-    rank over the columns a row has. ``near_best``: not the best, and not separable from it."""
+    Coverage first: rows with a ranked column in every task come first, then rows with fewer tasks,
+    so a row with one good column never outranks a row measured everywhere; within the same
+    coverage, by mean rank over the columns a row has. ``near_best``: not the best, and not separable from it."""
     if show_budget is None:
         show_budget = agg["label_budget"].nunique() > 1
     agg = agg.assign(column=[column_label(t, p, b, m, show_budget) for t, p, b, m in
@@ -191,6 +194,7 @@ def build_table(agg: pd.DataFrame, show_budget: bool | None = None
     cells: dict[tuple[str, str], dict[str, Any]] = {}
     all_rows = list(dict.fromkeys(agg["row"]))
     ranked_groups: list[tuple[pd.DataFrame, int]] = []
+    tasks_of: dict[str, set[str]] = {row: set() for row in all_rows}
     for column, group in agg.groupby("column"):
         hib = group["higher_is_better"].iloc[0]
         here = []
@@ -204,14 +208,18 @@ def build_table(agg: pd.DataFrame, show_budget: bool | None = None
             continue  # a metric without a better direction (a signed bias) is shown, never ranked or marked
         direction = 1 if hib else -1
         mark_best(here, direction)
-        ranked_groups.append((group[group["mean"].notna()], direction))
+        measured = group[group["mean"].notna()]
+        ranked_groups.append((measured, direction))
+        for row, task in zip(measured["row"], measured["task"]):
+            tasks_of[row].add(task)
     ranks: dict[str, list[float]] = {row: [] for row in all_rows}
     for group, direction in ranked_groups:  # 1 = best; ties share the lower rank
         for row, rank in zip(group["row"], (group["mean"] * -direction).rank(method="min")):
             ranks[row].append(float(rank))
     mean_rank = {row: sum(v) / len(v) if v else math.inf for row, v in ranks.items()}
-    ordered = sorted(all_rows, key=lambda row: (-len(ranks[row]), mean_rank[row], row))
-    ranking = Ranking(coverage={row: len(ranks[row]) for row in ordered}, n_ranked=len(ranked_groups))
+    ordered = sorted(all_rows, key=lambda row: (-len(tasks_of[row]), mean_rank[row], row))
+    n_tasks = len(set().union(*tasks_of.values())) if tasks_of else 0
+    ranking = Ranking(coverage={row: len(tasks_of[row]) for row in ordered}, n_ranked=n_tasks)
     return ordered, columns, cells, ranking
 
 
