@@ -111,3 +111,12 @@ def test_a_protocol_a_row_cannot_have_does_not_push_it_down():
     rows = json.loads(render(records, "json"))
     assert [(r["method"], r["rank"], r["coverage"]) for r in rows] == [("baseline", 1, 2), ("ssl", 2, 2)]
     assert "missing tasks" not in render(records, "md")
+
+
+def test_one_seed_is_said_in_the_singular():
+    console = Console(width=80, record=True, color_system=None)
+    from astrobench.benchmark.leaderboard import render as render_table
+
+    table = render_table([rec("solo", 0, 0.03)], "rich")
+    console.print(table)
+    assert "· 1 seed\n" in console.export_text() or "· 1 seed " in console.export_text()

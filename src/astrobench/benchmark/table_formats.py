@@ -133,7 +133,9 @@ class _Blocks:
 
         plain = console.color_system is None  # styles do not reach this output
         headers = self.grid.rich_header or self.grid.header
-        said = [f"{value} {headers[i]}" for i, value in self._omitted().items()]
+        # "1 seeds" -> "1 seed": the header names a plural count
+        said = [f"{value} {headers[i][:-1] if value == '1' and headers[i].endswith('s') else headers[i]}"
+                for i, value in self._omitted().items()]
         yield Text(self.grid.title + "".join(f" · {s}" for s in said), style="bold")
         for block in self._blocks(console, options, plain):
             yield self._table(block, plain)
