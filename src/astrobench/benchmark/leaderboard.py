@@ -23,8 +23,8 @@ Marks, direction-aware (``higher_is_better`` is stored with every result; ↑/�
   pretraining loss never fell, ``‡`` any other flag (named in the legend).
 Rank: coverage of tasks first (rows with a ranked column in every task, then rows with fewer tasks),
 then the mean of a row's per-column ranks over the columns it has: one good cell never outranks a
-row measured on every task, and a protocol that does not apply to a row (fine-tuning a baseline
-without a network) does not push it down. The footer says so and names the rows that miss tasks. Each row also carries its model card (``model_card.py``: backbone,
+row measured on every task, and a protocol a row was not run with (the references fine-tune only
+the networks) does not push it down. The footer says so and names the rows that miss tasks. Each row also carries its model card (``model_card.py``: backbone,
 parameters, embedding size, images seen): a block of columns in the terminal, a legend line in the
 page formats, a ``model`` field in JSON.
 Each column shows its numbers to one precision, chosen from the column's median standard error

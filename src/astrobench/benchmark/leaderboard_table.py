@@ -160,8 +160,8 @@ class Ranking:
     """How the rows are ranked (``build_table``): coverage of tasks first, ``coverage[row]`` being
     how many of the ``n_ranked`` tasks with a ranked column (a metric with a better direction) a row
     has any ranked column of; then the mean of its per-column ranks over the columns it has. Tasks,
-    not columns: a protocol that does not apply to a row (fine-tuning a baseline that has no
-    network) must not push it below the rows that have one, while a row measured on one task of
+    not columns: a protocol a row was not run with (the references fine-tune only the
+    networks, not the baselines) must not push it below the rows that have one, while a row measured on one task of
     four never outranks a row measured on all."""
 
     coverage: dict[str, int]

@@ -141,6 +141,10 @@ def embeddings_section(art: Artifacts, section: Section) -> Section:
     for row, record in art.representatives():
         try:
             emb, data = _embeddings_and_data(art, record)
+            if emb.ndim != 2 or emb.shape[1] < 2:
+                # the chance line's embedding is one number: nothing to map
+                section.failures.setdefault("an embedding of one dimension has no 2-D map", []).append(row)
+                continue
             rows, xy = figures.tsne_2d(emb, art.max_points, seed=0)
             labels = {k: np.asarray(v)[rows] for k, v in _colour_labels(data).items()}
             path, file = art.figure_path(f"tsne-{row}")
