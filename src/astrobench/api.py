@@ -32,17 +32,16 @@ import torch
 from astrobench.augment.normalize import Normalizer
 from astrobench.benchmark.build import build_dataset, build_task, fingerprint, resolve_device
 from astrobench.benchmark.config import PROFILES, ConfigError, RunConfig
+from astrobench.benchmark.embed import embed_rows
 from astrobench.benchmark.flags import result_flags
 from astrobench.benchmark.model_card import architecture
 from astrobench.benchmark.provenance import provenance
 from astrobench.benchmark.store import result_path, stable_hash, write_result
-from astrobench.datasets.batches import make_batch
 from astrobench.datasets.schema import DataError, SurveyData
 from astrobench.datasets.splits import split_indices
 from astrobench.tasks.base import EmbeddingInputs, Task, bootstrap_std
 from astrobench.tasks.probes import needs_model
 
-EMBED_BATCH = 256
 
 
 def evaluate(encoder_or_embeddings: "torch.nn.Module | str | os.PathLike | Mapping[str, Any]",
@@ -228,24 +227,22 @@ def _align(ids: np.ndarray, vectors: np.ndarray, data: SurveyData, origin: str) 
     return vectors[[row_of[o] for o in wanted]]
 
 
-@torch.no_grad()
 def _embed(encoder: torch.nn.Module, normalizer: Normalizer, data: SurveyData, device: torch.device,
            label: str) -> np.ndarray:
+    def embed_batch(batch: dict) -> torch.Tensor:
+        out = encoder(normalizer(batch["image"], batch["mask"]))
+        if not isinstance(out, torch.Tensor) or out.ndim != 2 or len(out) != len(batch["image"]):
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"{label}: the encoder must map (B, C, H, W) images to (B, D) vectors; for "
+                             f"{tuple(batch['image'].shape)} it returned {shape}")
+        return out
+
     was_training = encoder.training
     encoder.eval().to(device)
-    chunks = []
     try:
-        for start in range(0, len(data), EMBED_BATCH):
-            batch = make_batch(data, np.arange(start, min(start + EMBED_BATCH, len(data))), device, with_ivar=False)
-            out = encoder(normalizer(batch["image"], batch["mask"]))
-            if not isinstance(out, torch.Tensor) or out.ndim != 2 or len(out) != len(batch["image"]):
-                shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                raise ValueError(f"{label}: the encoder must map (B, C, H, W) images to (B, D) vectors; for "
-                                 f"{tuple(batch['image'].shape)} it returned {shape}")
-            chunks.append(out.float().cpu())
+        embeddings = embed_rows(embed_batch, data, device, with_ivar=False)
     finally:
         encoder.train(was_training)
-    embeddings = torch.cat(chunks).numpy()
     if not np.isfinite(embeddings).all():
         raise FloatingPointError(f"{label}: non-finite embeddings; nothing was written")
     return embeddings

@@ -27,13 +27,23 @@ def embed(model: Method, data: SurveyData, device: torch.device, batch_size: int
     evaluation view; in a distributed run each rank embeds its share and all gather the rows."""
     model.eval()
     model.to(device)
+    return embed_rows(lambda batch: model.embed(model.views.eval_view(batch)), data, device, batch_size,
+                      progress)
+
+
+@torch.no_grad()
+def embed_rows(embed_batch: Callable[[dict], torch.Tensor], data: SurveyData, device: torch.device,
+               batch_size: int = EMBED_BATCH, progress: Callable[[int, int], None] | None = None,
+               with_ivar: bool = True) -> np.ndarray:
+    """``embed_batch`` over every row of ``data`` in batches (the caller sets eval mode), float32 rows
+    in row order; each rank embeds a strided share and all gather the rows."""
     n = len(data)
     rank, world = distributed.rank(), distributed.world_size()
     rows = np.arange(rank, n, world)  # strided shards: gathering restores order by construction
     chunks = []
     for start in range(0, len(rows), batch_size):
-        batch = make_batch(data, rows[start : start + batch_size], device)
-        chunks.append(model.embed(model.views.eval_view(batch)).float().cpu())
+        batch = make_batch(data, rows[start : start + batch_size], device, with_ivar=with_ivar)
+        chunks.append(embed_batch(batch).float().cpu())
         if progress is not None:
             progress(min(start + batch_size, len(rows)) * world, n)
     local = torch.cat(chunks) if chunks else torch.zeros(0)
