@@ -78,6 +78,13 @@ def test_a_label_budget_larger_than_the_labels_is_an_error(tmp_path):
     expect_clear_error(out, 2, "label budget 100000", "tiny-size", results=tmp_path / "results")
 
 
+def test_a_moco_queue_as_large_as_the_training_set_is_an_error_before_training(tmp_path):
+    out = tiny_run(tmp_path, "--method", "mocov2", "--method-option", "mocov2.queue_size=160000")
+    expect_clear_error(out, 2, "mocov2: queue_size 160000 is not smaller than the", "training images",
+                       results=tmp_path / "results")
+    assert not (tmp_path / "cache" / "pretrain").exists()
+
+
 def test_a_failed_rank_is_one_line_naming_the_rank_and_the_cause(tmp_path):
     # a batch two processes cannot share: every rank fails in planning; the user sees one line
     out = tiny_run(tmp_path, "--method", "tiny-ae", "--batch-size", "15", "--devices", "2")

@@ -111,6 +111,23 @@ def test_queue_must_be_a_multiple_of_the_global_batch():
         model.training_step(flux_batch(blob_images(16)[0]))
 
 
+def test_queue_is_checked_against_the_training_set_before_any_training():
+    # quick: 4,200 training images in batches of 64
+    assert MoCoV2.check_training_set({"queue_size": 512}, 4200, 64) is None
+    note = MoCoV2.check_training_set({"queue_size": 4096}, 4200, 64)
+    assert "holds 98% of the 4200 training images" in note and "512 or fewer" in note
+    with pytest.raises(ValueError, match="queue_size 8192 is not smaller than the 4200 training images.*queue_size=512"):
+        MoCoV2.check_training_set({"queue_size": 8192}, 4200, 64)
+    with pytest.raises(ValueError, match="queue_size 500 is not a multiple of the global batch 64"):
+        MoCoV2.check_training_set({"queue_size": 500}, 4200, 64)
+    assert "65536" in MoCoV2.check_training_set({}, 100_000, 256)  # the default, on a small set: noted
+    # every profile's queue fits its own simulated survey's training split (70%)
+    from astrobench.profiles import PROFILE_TRAIN, SYNTHETIC_SIZES
+    for profile, n in SYNTHETIC_SIZES.items():
+        batch = {**PROFILE_TRAIN[profile], **MoCoV2.training[profile]}["batch_size"]
+        assert MoCoV2.check_training_set(MoCoV2.profiles[profile], int(0.7 * n), batch) is None, profile
+
+
 def test_key_encoder_follows_by_momentum_only():
     model = smoke(AlternatingViews())
     assert all(not p.requires_grad for p in model.backbone_k.parameters())

@@ -163,7 +163,8 @@ class Runner:
     def _check_before_work(self) -> None:
         """Before any training: the data checks (printed; ``strict`` fails on a warning) and every
         method's views against the data (``views_for_data``: RGB drops default flux-only views
-        with a note, refuses chosen ones)."""
+        with a note, refuses chosen ones) and its settings against the training set's size
+        (``Method.check_training_set``: MoCo's queue)."""
         log = (lambda text: print(f"astrobench: {text}", file=sys.stderr)) if distributed.rank() == 0 else None
         findings = run_checks(self.eval_data, self.eval_splits)
         if self.data is not self.eval_data:
@@ -174,6 +175,13 @@ class Runner:
             spec, note = views_for_data(spec, self.data.image_is_flux, explicit=spec.name in self.config.views)
             if note and log:
                 log(f"note: {note}")
+            if spec.cls.trainable:
+                try:
+                    note = spec.cls.check_training_set(spec.options, len(self.splits["train"]), spec.train.batch_size)
+                except ValueError as exc:
+                    raise ConfigError(str(exc)) from None
+                if note and log:
+                    log(f"note: {note}")
             specs.append(spec)
         self.specs = specs
 

@@ -66,6 +66,13 @@ class Method(nn.Module, ABC):
         # DistributedDataParallel reduces gradients of whatever runs through forward()
         return self.training_step(batch)
 
+    @classmethod
+    def check_training_set(cls, options: dict[str, Any], n_images: int, global_batch: int) -> str | None:
+        """Before any method trains: raise ``ValueError`` where ``options`` cannot train on
+        ``n_images`` images in global batches of ``global_batch``; return a note where they can
+        but the result would be doubtful (the runner prints it). Most methods have nothing to say."""
+        return None
+
     def initialize(self, train_images: torch.Tensor) -> None:
         """Closed-form fitting for non-trainable baselines; gradient-trained methods ignore it."""
 

@@ -31,20 +31,30 @@ from astrobench.methods.losses import info_nce_loss
 from astrobench.registry import register_method
 
 
+QUEUE_SIZE = 65_536  # MoCo's ImageNet setting
+# at most this fraction of the training images in the queue: MoCo holds 5% of ImageNet (65,536 of
+# 1.28 M), its CIFAR-10 recipe 8% (4,096 of 50,000); a queue near the dataset's size holds older
+# keys of the very images being queried, as hard false negatives
+MAX_QUEUE_FRACTION = 0.125
+
+
 @register_method("mocov2")
 class MoCoV2(Method):
     """MoCo v2; ``embed`` = query-encoder backbone features (before the head)."""
 
     profiles: ClassVar[dict[str, dict[str, Any]]] = {
-        # fewer steps than the paper: a faster key encoder (0.99, as in MoCo's CIFAR recipe)
+        # fewer steps than the paper: a faster key encoder (0.99, as in MoCo's CIFAR recipe). Queues:
+        # at most 1/8 of each profile's training split (MAX_QUEUE_FRACTION; 70% of SYNTHETIC_SIZES).
+        # (quick's former 4,096 keys of 4,200 images: its loss rose again from step ~130, the third epoch)
         "smoke": {"backbone": "resnet10t", "backbone_options": TINY_RESNET, "head_hidden_dim": 64, "head_dim": 32,
-                  "queue_size": 64, "bn_group_size": 8, "momentum": 0.99},
+                  "queue_size": 32, "bn_group_size": 8, "momentum": 0.99},
         "quick": {"backbone": "resnet10t", "backbone_options": NARROW_RESNET, "head_hidden_dim": 512, "head_dim": 128,
-                  "queue_size": 4096, "bn_group_size": 32, "momentum": 0.99},
-        # 10,000 steps: the key encoder at 0.996 (Stein et al.), a queue of 128 global batches
-        "gpu": {"backbone": "resnet18", "head_hidden_dim": 512, "head_dim": 128, "queue_size": 65_536,
+                  "queue_size": 512, "bn_group_size": 32, "momentum": 0.99},
+        # 10,000 steps: the key encoder at 0.996 (Stein et al.); 8 global batches of 35,000 images
+        "gpu": {"backbone": "resnet18", "head_hidden_dim": 512, "head_dim": 128, "queue_size": 4096,
                 "momentum": 0.996},
-        "paper": {},
+        # 140,000 training images: 16,384 keys (MoCo's 65,536 was 5% of ImageNet)
+        "paper": {"queue_size": 16_384},
     }
     training: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"optimizer": "sgd", "lr": 0.03, "weight_decay": 1e-4, "momentum": 0.9},
@@ -68,7 +78,7 @@ class MoCoV2(Method):
         head_dim: int = 128,
         temperature: float = 0.2,
         momentum: float = 0.999,
-        queue_size: int = 65_536,
+        queue_size: int = QUEUE_SIZE,
         bn_group_size: int = 32,
     ):
         super().__init__(in_chans, image_size, views)
@@ -86,6 +96,23 @@ class MoCoV2(Method):
         self.backbone_k = make_momentum_copy(self.backbone)
         self.head_k = make_momentum_copy(self.head)
         self.queue = Queue(queue_size, head_dim)
+
+    @classmethod
+    def check_training_set(cls, options: dict[str, Any], n_images: int, global_batch: int) -> str | None:
+        size = int(options.get("queue_size", QUEUE_SIZE))
+        if size % global_batch:
+            raise ValueError(f"mocov2: queue_size {size} is not a multiple of the global batch {global_batch} "
+                             "(a batch of keys must never wrap around the end of the queue)")
+        largest = max(global_batch, int(n_images * MAX_QUEUE_FRACTION) // global_batch * global_batch)
+        if size >= n_images:
+            raise ValueError(f"mocov2: queue_size {size} is not smaller than the {n_images} training images: the "
+                             "queue would hold a key of every image, the query's own among its negatives; use "
+                             f"--method-option mocov2.queue_size={largest} or fewer")
+        if size > n_images * MAX_QUEUE_FRACTION:
+            return (f"mocov2: queue_size {size} holds {size / n_images:.0%} of the {n_images} training images, so "
+                    "many queries meet an older key of their own image among the negatives (MoCo's own "
+                    f"settings hold 5-8%); {largest} or fewer avoids that")
+        return None
 
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         view_q, view_k = self.views(batch), self.views(batch)
