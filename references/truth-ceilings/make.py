@@ -16,7 +16,7 @@ so the cosine kNN ranks by standardised Euclidean distance), then scored by ``as
 the same splits, probes, label draws and metrics as every leaderboard row.
 
     python3 references/truth-ceilings/make.py --profile quick --results-dir references/truth-ceilings
-    astrobench leaderboard --results-dir references/truth-ceilings --all-metrics --task dwarfs
+    astrobench leaderboard --results-dir references/truth-ceilings --profile quick --all-metrics --task dwarfs
 """
 
 from __future__ import annotations
