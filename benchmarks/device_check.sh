@@ -36,10 +36,10 @@ section() {  # section NAME SECONDS COMMAND...
 
 if [ "$MODE" = gpu ]; then
   DEVICE=cuda PROFILE=paper BATCH=256 STEPS=60 WARMUP=20 IMAGES=8192
-  SIM_N=20000 TOPK_N=1000000 TOPK_Q=1000 PROBE_N=200000 DIM=2048
+  SIM_N=20000 TOPK_N=1000000 TOPK_Q=1000 PROBE_N=200000 DIM=2048 CLI_N=2048 CLI_STEPS=60
 else
   DEVICE=cpu PROFILE=smoke BATCH=32 STEPS=6 WARMUP=3 IMAGES=256
-  SIM_N=256 TOPK_N=20000 TOPK_Q=100 PROBE_N=6000 DIM=256
+  SIM_N=256 TOPK_N=20000 TOPK_Q=100 PROBE_N=6000 DIM=256 CLI_N=512 CLI_STEPS=20
 fi
 
 section environment 60 python3 - <<EOF
@@ -62,10 +62,11 @@ section pretrain 300 bash -c "python3 benchmarks/bench_pretrain.py --device $DEV
   python3 benchmarks/bench_pretrain.py --device $DEVICE --profile $PROFILE --batch $BATCH --steps $STEPS \
   --warmup $WARMUP --images $IMAGES --methods mae --compile"
 
-# the command line, end to end: the issue's failing command (simclr, bf16, paper sizes, 60 steps)
+# the command line, end to end: the issue's failing command (simclr, bf16, paper sizes, 60 steps;
+# on a CPU the smoke sizes, fewer galaxies and steps, so the section fits its limit on 2 cores)
 CLI_DIR=$(mktemp -d)
 section cli 150 python3 -m astrobench run --method simclr,mocov2 --task redshift --profile "$PROFILE" \
-  --dataset-option n=2048 --steps 60 --protocol knn --cache-dir "$CLI_DIR/cache" --results-dir "$CLI_DIR/results"
+  --dataset-option n=$CLI_N --steps $CLI_STEPS --protocol knn --cache-dir "$CLI_DIR/cache" --results-dir "$CLI_DIR/results"
 
 # the redshift task's linear probe (180 bins) on $PROBE_N x $DIM embeddings
 section probe 90 python3 - <<EOF

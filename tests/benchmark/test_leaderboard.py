@@ -172,6 +172,10 @@ def test_precision_follows_the_uncertainty():
     assert column_decimals([{"mean": 41.23, "se": math.nan}, {"mean": 7.0, "se": math.nan}]) == 2
     md = render(RECORDS, "md", all_metrics=True)  # eta SE 1.0 and 0.5 -> median 0.75 -> 1 decimal
     assert "≈ 2.0 ± 1.0" in md and "**1.0 ± 0.5**" in md
+    # an SE below the column's precision keeps one significant digit; float noise on a constant is zero
+    from astrobench.benchmark.leaderboard_text import cell_text
+    assert cell_text({"mean": 0.5, "se": 0.00004}, 3) == "0.500 ± 0.00004"
+    assert cell_text({"mean": 0.5, "se": 4e-17}, 3) == "0.500 ± 0.000"
 
 
 def _terminal(renderable, width, color=False):

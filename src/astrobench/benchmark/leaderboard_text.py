@@ -55,9 +55,12 @@ def _fixed(value: float, decimals: int) -> str:
     return f"{value:.{decimals}f}"
 
 
-def _se_text(se: float, decimals: int) -> str:
+def _se_text(se: float, decimals: int, mean: float = 0.0) -> str:
     text = _fixed(se, decimals)
-    if se > 0 and float(text) == 0:  # below the column's precision: one significant digit, never "0.000"
+    # Float rounding of a constant (a 0.5 balanced accuracy's bootstrap, say) is zero, not a digit to show.
+    if se <= 1e-9 * max(1.0, abs(mean)):
+        return text
+    if float(text) == 0:  # below the column's precision: one significant digit, never "0.000"
         text = _fixed(se, -math.floor(math.log10(se)))
     return text
 
@@ -69,7 +72,7 @@ def cell_text(cell: dict[str, Any] | None, decimals: int) -> str:
     mean, se = as_number(cell["mean"]), as_number(cell.get("se"))
     text = "–" if math.isnan(mean) else _fixed(mean, decimals)
     if not math.isnan(se) and not math.isnan(mean):
-        text += f" ± {_se_text(se, decimals)}"
+        text += f" ± {_se_text(se, decimals, mean)}"
     prefix = (NEAR_BEST_MARK if cell.get("near_best") else "") + flag_marks(cell.get("flags") or [])
     return f"{prefix} {text}" if prefix else text
 
