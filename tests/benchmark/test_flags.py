@@ -65,6 +65,18 @@ def test_classification_flag_is_one_class_for_99_percent_of_labelled_rows():
     assert not constant_predictions(_dwarf_frame(np.zeros(1000, int), rare))
 
 
+def test_each_label_draw_is_judged_on_its_own():
+    # a kNN on identical embeddings: one class per draw, a different one in different draws
+    label = np.tile((np.arange(500) % 100 < 16).astype(int), 2)
+    repeat = np.repeat([0, 1], 500)
+    frame = _dwarf_frame(np.repeat([0, 1], 500), label).assign(repeat=repeat)
+    assert constant_predictions(frame)
+    assert not constant_predictions(frame.drop(columns="repeat"))  # pooled, half and half
+    # one draw whose predictions vary: the probe is not constant
+    varied = np.where(repeat == 1, np.arange(1000) % 2, 0)
+    assert not constant_predictions(_dwarf_frame(varied, label).assign(repeat=repeat))
+
+
 def test_a_result_is_flagged_only_when_every_target_is_constant():
     rng = np.random.default_rng(2)
     featured = rng.integers(0, 2, 500)

@@ -14,6 +14,11 @@ Targets are found by the column conventions of the built-in tasks:
   std(prediction), predictions that narrow leave at least ~70% of a constant prediction's scatter;
   percentiles, not the std, so that a few wild predictions do not hide a collapse.
 
+A frame with a ``repeat`` column holds several probes, one per label draw (the dwarf task's
+balanced draws), and each is judged on its own rows: a target is constant when it is constant in
+every draw, so that probes that each answer one class, a different one per draw (a kNN on identical
+embeddings breaks its ties by the draw's order), are flagged rather than averaged into "varied".
+
 A target whose truth is itself (near) constant says nothing and is skipped. All targets, not any:
 an honest probe predicts "no" for every object on a rare class (at ``quick``, 99-100% "not
 edge-on", "no bar", "no merger" while 89-95% of the truth is "no"), which must not flag a
@@ -83,14 +88,21 @@ def prediction_targets(columns: Iterable[str]) -> list[tuple[str, str, str]]:
 
 
 def constant_predictions(predictions: Any) -> bool:
-    """True when every recognised, informative target of the frame is predicted (near) constant."""
+    """True when every recognised, informative target of the frame is predicted (near) constant
+    (in every label draw, where the frame has a ``repeat`` column)."""
+    if "repeat" in predictions.columns:
+        repeat = np.asarray(predictions["repeat"])
+        draws = [repeat == value for value in np.unique(repeat)]
+    else:
+        draws = [np.ones(len(predictions), dtype=bool)]
     verdicts = []
     for kind, truth_col, pred_col in prediction_targets(predictions.columns):
         truth = np.asarray(predictions[truth_col], dtype=np.float64)
         predicted = np.asarray(predictions[pred_col], dtype=np.float64)
-        verdict = (_constant_classes if kind == "class" else _constant_values)(truth, predicted)
-        if verdict is not None:
-            verdicts.append(verdict)
+        judge = _constant_classes if kind == "class" else _constant_values
+        per_draw = [v for v in (judge(truth[rows], predicted[rows]) for rows in draws) if v is not None]
+        if per_draw:
+            verdicts.append(all(per_draw))
     return bool(verdicts) and all(verdicts)
 
 
