@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from astrobench.datasets.storage import save_survey
 from astrobench.testing import run_cli
 
 PLUGIN = Path(__file__).resolve().parent / "plugins" / "tiny_plugin.py"
@@ -228,7 +229,7 @@ def test_a_damaged_dataset_manifest_names_the_file(tmp_path):
     from astrobench.testing import make_tiny_survey
 
     folder = tmp_path / "survey"
-    make_tiny_survey(48).save(folder)
+    save_survey(make_tiny_survey(48), folder)
     (folder / "manifest.json").write_text("{\"bands\": ")
     out = run_cli("data", "inspect", str(folder))
     TALLY["tried"] += 1

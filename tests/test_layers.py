@@ -119,3 +119,79 @@ def test_methods_and_tasks_use_only_each_others_contracts():
     assert _violations(in_methods, "from astrobench.tasks.probes import Probe\n")
     assert _violations(in_tasks, "from astrobench.methods.mae import MAE\n")
     assert _violations(in_tasks, "from astrobench.methods.base import Method\n") == []
+
+
+def _is_face(init: Path) -> bool:
+    """A package's ``__init__.py`` that defines nothing of its own (a lazy ``__getattr__`` at most):
+    it only hands its modules' names on, so an import through it is an import of those modules."""
+    tree = ast.parse(init.read_text())
+    defined = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    return set(defined) <= {"__getattr__", "__dir__"}
+
+
+def _module_file(name: str) -> str | None:
+    """The module (dotted name) that an import target names; None for a package face and for
+    anything outside the package."""
+    while name.startswith("astrobench."):
+        relative = Path(*name.split(".")[1:])
+        if (PACKAGE / relative).with_suffix(".py").is_file():
+            return name
+        if (PACKAGE / relative / "__init__.py").is_file():
+            return None if _is_face(PACKAGE / relative / "__init__.py") else name
+        name = name.rpartition(".")[0]  # ``from astrobench.augment.ops import X``: the name, then its module
+    return None
+
+
+def _import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+def _import_graph(sources: dict[str, tuple[Path, str]]) -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for name, (path, source) in sources.items():
+        if path.name == "__init__.py" and (_is_face(path) or path.relative_to(PACKAGE.parent).as_posix() == FACADE):
+            continue  # faces hand names on; the root's lazy ``evaluate`` is the documented exception
+        targets = {_module_file(target) for _, target in _imports(path, source)}
+        graph[name] = {t for t in targets if t and t != name and t != "astrobench"}
+    return graph
+
+
+def test_no_two_modules_import_each_other():
+    # every import counts, at module level, inside a function or under TYPE_CHECKING: a module that
+    # needs one of its importers' names shows that a name lives in the wrong module
+    sources = {_module_name(p): (p, p.read_text()) for p in _modules()}
+    assert _import_cycles(_import_graph(sources)) == []
+    # the check can fail: schema importing storage inside a function (storage imports schema) is a cycle
+    looped = dict(sources)
+    path = PACKAGE / "datasets" / "schema.py"
+    looped["astrobench.datasets.schema"] = (path, path.read_text() + "\ndef later():\n"
+                                            "    from astrobench.datasets.storage import load_survey\n")
+    assert _import_cycles(_import_graph(looped)) == [["astrobench.datasets.schema", "astrobench.datasets.storage"]]

@@ -9,7 +9,8 @@ import pytest
 
 from astrobench.benchmark.config import ConfigError, build_config
 from astrobench.datasets._source_utils import catalog_labels
-from astrobench.datasets.schema import DataError, SurveyData
+from astrobench.datasets.schema import DataError
+from astrobench.datasets.storage import load_survey, save_survey
 from astrobench.testing import make_tiny_survey
 
 
@@ -87,13 +88,13 @@ def test_a_label_column_that_does_not_parse_is_an_error_naming_column_and_row():
 
 def test_a_damaged_dataset_manifest_names_the_file_and_the_remedy(tmp_path):
     folder = tmp_path / "survey"
-    make_tiny_survey(8).save(folder)
+    save_survey(make_tiny_survey(8), folder)
     (folder / "manifest.json").write_text('{"bands": ["g"], ')
     with pytest.raises(DataError, match=r"manifest.json: damaged dataset manifest .*delete .*survey"):
-        SurveyData.load(folder)
+        load_survey(folder)
     (folder / "manifest.json").write_text(json.dumps(["a list"]))
     with pytest.raises(DataError, match="not an astrobench manifest"):
-        SurveyData.load(folder)
+        load_survey(folder)
 
 
 def test_yaml_and_command_line_layers_meet_in_one_place():

@@ -11,6 +11,7 @@ from astrobench.datasets.images import ImageFolderSource
 from astrobench.datasets.inspect import SavedDataset, format_inspection, inspect_source, source_for_path
 from astrobench.datasets.npz import NpzSource
 from astrobench.datasets.schema import DataError
+from astrobench.datasets.storage import save_survey
 
 
 def test_guesses(test_data, tmp_path):
@@ -50,7 +51,7 @@ def test_inspect_decals_masked_fraction(test_data):
 def test_inspect_saved_folder_and_int_labels(test_data, tmp_path):
     data = NpzSource(str(test_data / "hsc_blend" / "hsc_cosmos_35.npz"), pixel_scale=0.168).load()
     data.labels["blend_size"] = np.array([7])
-    data.save(tmp_path / "saved")
+    save_survey(data, tmp_path / "saved")
     source = source_for_path(str(tmp_path / "saved"))
     assert isinstance(source, SavedDataset)
     info = inspect_source(source)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from astrobench.datasets.schema import DataError, SurveyData
-from astrobench.datasets.storage import ShardWriter, folder_content_hash
+from astrobench.datasets.storage import ShardWriter, folder_content_hash, load_survey, save_survey
 
 
 def _data(n: int = 10, seed: int = 0, ivar: bool = True, start: int = 0) -> SurveyData:
@@ -42,8 +42,8 @@ def _assert_same(a: SurveyData, b: SurveyData) -> None:
 @pytest.mark.parametrize("ivar", [True, False])
 def test_save_load_round_trip_every_dtype(tmp_path, ivar: bool) -> None:
     data = _data(ivar=ivar)
-    data.save(tmp_path / "d", manifest={"note": "x"})
-    loaded = SurveyData.load(tmp_path / "d")
+    save_survey(data, tmp_path / "d", manifest={"note": "x"})
+    loaded = load_survey(tmp_path / "d")
     _assert_same(data, loaded)
     manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
     assert manifest["note"] == "x" and manifest["n"] == 10 and manifest["storage_format"] == 2
@@ -67,7 +67,7 @@ def test_streamed_chunks_roll_over_files_and_equal_one_save(tmp_path) -> None:
         dec=np.concatenate([c.dec for c in chunks]), ivar=np.concatenate([c.ivar for c in chunks]),
         labels={k: np.concatenate([c.labels[k] for c in chunks]) for k in chunks[0].labels},
     )
-    loaded = SurveyData.load(tmp_path / "streamed")
+    loaded = load_survey(tmp_path / "streamed")
     _assert_same(whole, loaded)
     assert manifest["content_hash"] == whole.content_hash() and manifest["n"] == 28
     assert [p.name for p in tmp_path.iterdir()] == ["streamed"]  # the temporary folder was renamed
@@ -76,7 +76,7 @@ def test_streamed_chunks_roll_over_files_and_equal_one_save(tmp_path) -> None:
 def test_datasets_reads_the_folder(tmp_path) -> None:
     datasets = pytest.importorskip("datasets")
     data = _data()
-    data.save(tmp_path / "d")
+    save_survey(data, tmp_path / "d")
     table = datasets.load_from_disk(str(tmp_path / "d" / "data")).with_format("numpy")
     assert len(table) == 10 and list(table["object_id"][:2]) == ["obj-0", "obj-1"]
     assert np.array_equal(np.stack(list(table["image"])), data.image)
@@ -90,8 +90,8 @@ def test_writing_and_reading_never_import_datasets(tmp_path) -> None:
     code = ("import sys, numpy as np\n"
             "sys.path.insert(0, {tests!r})\n"
             "from test_storage import _data\n"
-            "from astrobench.datasets.schema import SurveyData\n"
-            "d = _data(); d.save({out!r}); e = SurveyData.load({out!r})\n"
+            "from astrobench.datasets.storage import load_survey, save_survey\n"
+            "d = _data(); save_survey(d, {out!r}); e = load_survey({out!r})\n"
             "assert e.content_hash() == d.content_hash()\n"
             "assert 'datasets' not in sys.modules, 'datasets was imported'\n")
     from pathlib import Path
@@ -123,7 +123,7 @@ def test_folders_of_the_earlier_writer_load_the_same(tmp_path) -> None:
                 "has_ivar": True, "labels": sorted(data.labels), "content_hash": data.content_hash()}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     assert datasets is not None
-    _assert_same(data, SurveyData.load(folder))
+    _assert_same(data, load_survey(folder))
     assert folder_content_hash(folder, manifest) == data.content_hash()
 
 
@@ -155,15 +155,15 @@ def test_chunks_must_match_and_bad_chunks_are_named(tmp_path) -> None:
 
 
 def test_a_truncated_or_inconsistent_folder_is_a_named_error(tmp_path) -> None:
-    _data(6).save(tmp_path / "d")
+    save_survey(_data(6), tmp_path / "d")
     manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
     manifest["n"] = 7
     (tmp_path / "d" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(DataError, match="hold 6 rows, the manifest says n=7"):
-        SurveyData.load(tmp_path / "d")
+        load_survey(tmp_path / "d")
     arrow = next((tmp_path / "d" / "data").glob("*.arrow"))
     arrow.write_bytes(arrow.read_bytes()[:500])
     with pytest.raises(DataError, match="cannot read the dataset files"):
-        SurveyData.load(tmp_path / "d")
+        load_survey(tmp_path / "d")
     with pytest.raises(DataError, match="no manifest.json"):
-        SurveyData.load(tmp_path / "nothing")
+        load_survey(tmp_path / "nothing")

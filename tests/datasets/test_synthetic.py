@@ -12,6 +12,7 @@ from sklearn.preprocessing import StandardScaler
 
 from astrobench.datasets.schema import SurveyData
 from astrobench.datasets.sim.population import MORPHOLOGY_CLASSES
+from astrobench.datasets.storage import load_survey
 from astrobench.datasets.synthetic import SyntheticSurvey, generate, generate_to_disk
 from astrobench.registry import DATASETS
 
@@ -205,7 +206,7 @@ def test_generate_to_disk_in_shards_matches_in_memory(tmp_path, monkeypatch) -> 
     files = sorted(p.name for p in (path / "data").glob("*.arrow"))
     assert files == ["data-00000-of-00003.arrow", "data-00001-of-00003.arrow", "data-00002-of-00003.arrow"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folder left
-    loaded = SurveyData.load(path)
+    loaded = load_survey(path)
     direct = generate("sdss", 150, 4, workers=1)
     assert np.array_equal(loaded.image, direct.image) and np.array_equal(loaded.mask, direct.mask)
     assert np.array_equal(loaded.ivar, direct.ivar) and np.array_equal(loaded.object_id, direct.object_id)
@@ -335,5 +336,5 @@ def test_gpu_renders_the_same_galaxies_with_its_own_noise(tmp_path) -> None:
     _assert_same_galaxies_other_noise(cpu, gpu, ivar_rtol=1e-3)
     assert generate("sdss", 300, seed=4, device="cuda").content_hash() == gpu.content_hash()  # same GPU, same data
     path = generate_to_disk("sdss", 300, 4, tmp_path / "gpu", device="cuda")
-    loaded = SurveyData.load(path)
+    loaded = load_survey(path)
     assert loaded.content_hash() == gpu.content_hash() == loaded.manifest["content_hash"]

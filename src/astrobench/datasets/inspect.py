@@ -18,6 +18,7 @@ import numpy as np
 
 from astrobench.datasets.base import DataSource
 from astrobench.datasets.schema import MANIFEST_NAME, DataError, SurveyData
+from astrobench.datasets.storage import load_survey
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _CATALOG_NAMES = ("catalog.csv", "catalogue.csv")
@@ -25,7 +26,7 @@ ARCSEC = '"'
 
 
 class SavedDataset(DataSource):
-    """An astrobench dataset folder (``SurveyData.save``): ``manifest.json`` + a datasets folder."""
+    """An astrobench dataset folder (``storage.save_survey``): ``manifest.json`` + a datasets folder."""
 
     registered_name = "saved"
 
@@ -33,7 +34,7 @@ class SavedDataset(DataSource):
         self.path = str(path)
 
     def load(self, cache_dir: Path | None = None) -> SurveyData:
-        return SurveyData.load(self.path)
+        return load_survey(self.path)
 
 
 def build_source(cls: type, options: dict[str, Any], what: str) -> DataSource:

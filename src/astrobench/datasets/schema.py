@@ -3,7 +3,8 @@
 ``SurveyData`` holds whole columns as NumPy arrays (possibly memory-mapped), never one Python
 object per galaxy: training slices contiguous blocks into tensors. On disk it is a Hugging Face
 ``datasets`` folder (``load_from_disk`` reads it) plus ``manifest.json``, written and read by
-``astrobench.datasets.storage``.
+``astrobench.datasets.storage`` (``save_survey``, ``load_survey``), which stands above this module:
+the data type knows nothing of files.
 
 Conventions (every source converts to these, never the reverse):
 - ``image``: float32 ``(N, C, H, W)``, flux per band in survey units, sky-subtracted.
@@ -16,9 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -168,61 +167,6 @@ class SurveyData:
             h.update(b"label:" + name.encode())
             _hash_array(h, self.labels[name])
         return h.hexdigest()
-
-    # -- storage ------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike, manifest: dict[str, Any] | None = None) -> Path:
-        """Write a ``datasets`` folder + ``manifest.json`` atomically (temp folder, then rename).
-
-        The format is ``astrobench.datasets.storage``'s (Arrow files that ``datasets.load_from_disk``
-        reads); the manifest gets the schema fields and ``content_hash``.
-        """
-        from astrobench.datasets.storage import ShardWriter
-
-        with ShardWriter(path) as writer:
-            writer.write(self)
-            self.manifest = writer.finish({**self.manifest, **(manifest or {})})
-        return Path(path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "SurveyData":
-        """Read a folder written by ``save`` (or by the older ``datasets``-based writer) into memory."""
-        import pyarrow as pa
-
-        from astrobench.datasets.storage import read_folder
-
-        path = Path(path)
-        manifest_path = path / MANIFEST_NAME
-        if not manifest_path.is_file():
-            raise DataError(f"{path}: not an astrobench dataset folder (no {MANIFEST_NAME})")
-        try:
-            manifest = json.loads(manifest_path.read_text())
-            if not isinstance(manifest, dict) or "bands" not in manifest or "image_is_flux" not in manifest:
-                raise ValueError("not an astrobench manifest (no 'bands' or 'image_is_flux')")
-        except (OSError, UnicodeDecodeError, ValueError) as error:
-            raise DataError(f"{manifest_path}: damaged dataset manifest ({error}); delete {path} and let it be "
-                            "generated again (or regenerate it with `astrobench data generate`)") from error
-        try:
-            arrays = read_folder(path, manifest)
-        except (OSError, ValueError, KeyError, pa.ArrowException) as error:
-            raise DataError(f"{path}: cannot read the dataset files ({type(error).__name__}: {error})") from error
-        return cls(
-            object_id=arrays["object_id"], image=arrays["image"], mask=arrays["mask"], bands=tuple(manifest["bands"]),
-            pixel_scale=arrays["pixel_scale"], psf_fwhm=arrays["psf_fwhm"], ebv=arrays["ebv"], ra=arrays["ra"],
-            dec=arrays["dec"], ivar=arrays.get("ivar"), labels=arrays["labels"], image_is_flux=manifest["image_is_flux"],
-            manifest=manifest, origin=str(path),
-        )
-
-
-def _arrow_dtype(dtype: np.dtype, what: str) -> str:
-    if dtype == np.bool_:
-        return "bool"
-    if np.issubdtype(dtype, np.integer):
-        return "int64"
-    if np.issubdtype(dtype, np.floating):
-        return "float32" if dtype == np.float32 else "float64"
-    if dtype.kind in "US":
-        return "string"
-    raise DataError(f"{what}: dtype {dtype} cannot be stored")
 
 
 def _hash_array(h: "hashlib._Hash", value: np.ndarray) -> None:

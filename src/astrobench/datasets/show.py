@@ -9,6 +9,7 @@ import numpy as np
 
 from astrobench.datasets.display import asinh_rgb, noise_floor
 from astrobench.datasets.schema import SurveyData
+from astrobench.datasets.storage import load_survey
 
 MORPHOLOGY_NAMES = ("elliptical", "lenticular", "spiral", "barred_spiral", "edge_on", "irregular", "merger")
 
@@ -130,7 +131,7 @@ def show_dataset(path_or_data: SurveyData | str | os.PathLike, out_dir: str | os
     import matplotlib
 
     matplotlib.use("Agg")
-    data = path_or_data if isinstance(path_or_data, SurveyData) else SurveyData.load(path_or_data)
+    data = path_or_data if isinstance(path_or_data, SurveyData) else load_survey(path_or_data)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [cutout_grid(data, out_dir / "cutouts.png")]

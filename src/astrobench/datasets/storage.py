@@ -27,13 +27,12 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
 
-if TYPE_CHECKING:
-    from astrobench.datasets.schema import SurveyData
+from astrobench.datasets.schema import MANIFEST_NAME, SCHEMA_VERSION, DataError, SurveyData
 
 STORAGE_FORMAT = 2  # 1: datasets' Array3D (nested lists with offsets); 2: fixed-size lists (this writer)
 SHARD_ROWS = 4096  # rows per Arrow file (~650 MB for 5x64x64): datasets' own shards are ~500 MB
@@ -68,10 +67,20 @@ def _nested(values: np.ndarray, shape: tuple[int, ...]) -> pa.Array:
     return array
 
 
-def record_batch(data: "SurveyData") -> pa.RecordBatch:
-    """One chunk of ``data`` as a record batch (column names as ``SurveyData.save`` always used)."""
-    from astrobench.datasets.schema import _arrow_dtype
+def _arrow_dtype(dtype: np.dtype, what: str) -> str:
+    if dtype == np.bool_:
+        return "bool"
+    if np.issubdtype(dtype, np.integer):
+        return "int64"
+    if np.issubdtype(dtype, np.floating):
+        return "float32" if dtype == np.float32 else "float64"
+    if dtype.kind in "US":
+        return "string"
+    raise DataError(f"{what}: dtype {dtype} cannot be stored")
 
+
+def record_batch(data: SurveyData) -> pa.RecordBatch:
+    """One chunk of ``data`` as a record batch (column names as ``save_survey`` always used)."""
     shape = tuple(int(s) for s in data.image.shape[1:])
     columns: dict[str, pa.Array] = {
         "object_id": pa.array(data.object_id.astype(str).tolist(), pa.string()),
@@ -138,7 +147,7 @@ class ShardWriter:
         self._thread.start()
 
     # -- producer side ---------------------------------------------------------------------
-    def write(self, chunk: "SurveyData") -> None:
+    def write(self, chunk: SurveyData) -> None:
         self._raise_pending()
         if self.first is None:
             self.first = chunk.subset(np.arange(0))
@@ -148,8 +157,6 @@ class ShardWriter:
 
     def finish(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Close the files, write metadata and ``manifest`` (completed with the schema fields), rename."""
-        from astrobench.datasets.schema import MANIFEST_NAME, SCHEMA_VERSION
-
         self._stop()
         if self.first is None:
             raise ValueError(f"{self.path}: no objects were written")
@@ -204,7 +211,7 @@ class ShardWriter:
         except BaseException as error:  # noqa: BLE001
             self._error = self._error or error
 
-    def _write_now(self, chunk: "SurveyData") -> None:
+    def _write_now(self, chunk: SurveyData) -> None:
         if self.validate:
             chunk.validate()
         start = 0
@@ -246,7 +253,7 @@ class ShardWriter:
         if self._error is not None:
             raise self._error
 
-    def _check_like_first(self, chunk: "SurveyData") -> None:
+    def _check_like_first(self, chunk: SurveyData) -> None:
         first = self.first
         if chunk.image.shape[1:] != first.image.shape[1:] or chunk.bands != first.bands:
             raise ValueError(f"{self.path}: chunk of shape {chunk.image.shape[1:]} bands {chunk.bands} after "
@@ -356,8 +363,6 @@ def folder_content_hash(path: Path, manifest: dict[str, Any]) -> str:
     Same bytes in the same order as hashing the loaded arrays: each field's dtype and full shape,
     then its rows; strings joined with NUL. Never holds more than one batch of one column.
     """
-    from astrobench.datasets.schema import SCHEMA_VERSION
-
     files = _data_files(path / "data")
     n = int(manifest["n"])
     h = hashlib.sha256()
@@ -394,3 +399,40 @@ def folder_content_hash(path: Path, manifest: dict[str, Any]) -> str:
         sample = _to_numpy(column.slice(0, 1))
         hash_column(f"label_{name}", str if sample.dtype.kind in "UO" else sample.dtype, _label_shape(column))
     return h.hexdigest()
+
+
+def save_survey(data: SurveyData, path: str | os.PathLike, manifest: dict[str, Any] | None = None) -> Path:
+    """Write ``data`` as a ``datasets`` folder + ``manifest.json`` atomically (temp folder, then rename).
+
+    The manifest gets ``data.manifest``, then ``manifest``, then the schema fields and
+    ``content_hash``; ``data.manifest`` is set to what was written.
+    """
+    with ShardWriter(path) as writer:
+        writer.write(data)
+        data.manifest = writer.finish({**data.manifest, **(manifest or {})})
+    return Path(path)
+
+
+def load_survey(path: str | os.PathLike) -> SurveyData:
+    """Read a folder written by ``save_survey`` (or by the older ``datasets``-based writer) into memory."""
+    path = Path(path)
+    manifest_path = path / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise DataError(f"{path}: not an astrobench dataset folder (no {MANIFEST_NAME})")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        if not isinstance(manifest, dict) or "bands" not in manifest or "image_is_flux" not in manifest:
+            raise ValueError("not an astrobench manifest (no 'bands' or 'image_is_flux')")
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise DataError(f"{manifest_path}: damaged dataset manifest ({error}); delete {path} and let it be "
+                        "generated again (or regenerate it with `astrobench data generate`)") from error
+    try:
+        arrays = read_folder(path, manifest)
+    except (OSError, ValueError, KeyError, pa.ArrowException) as error:
+        raise DataError(f"{path}: cannot read the dataset files ({type(error).__name__}: {error})") from error
+    return SurveyData(
+        object_id=arrays["object_id"], image=arrays["image"], mask=arrays["mask"], bands=tuple(manifest["bands"]),
+        pixel_scale=arrays["pixel_scale"], psf_fwhm=arrays["psf_fwhm"], ebv=arrays["ebv"], ra=arrays["ra"],
+        dec=arrays["dec"], ivar=arrays.get("ivar"), labels=arrays["labels"], image_is_flux=manifest["image_is_flux"],
+        manifest=manifest, origin=str(path),
+    )

@@ -32,7 +32,7 @@ from astrobench.datasets.base import DataSource
 from astrobench.datasets.schema import MANIFEST_NAME, SurveyData
 from astrobench.datasets.sim.population import MORPHOLOGY_CLASSES, N_UNIFORMS, Population, sample_population
 from astrobench.datasets.sim.presets import PRESETS, SurveyPreset, get_preset
-from astrobench.datasets.storage import ShardWriter
+from astrobench.datasets.storage import ShardWriter, load_survey
 from astrobench.profiles import SYNTHETIC_SIZES
 from astrobench.registry import register_dataset
 
@@ -432,7 +432,7 @@ class SyntheticSurvey(DataSource):
         path = self.cache_path(cache_dir)
         if not (path / MANIFEST_NAME).is_file():
             generate_to_disk(self.preset, self.n, self.seed, path, self.workers, progress, self.bad_pixels, self.device)
-        return SurveyData.load(path)
+        return load_survey(path)
 
 
 __all__ = ["GENERATOR_VERSION", "PRESETS", "SyntheticSurvey", "generate", "generate_to_disk", "iter_chunks"]

@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+# the protocols' inputs live in their own module, which probes.py imports too; plugins take them from here
+from astrobench.tasks.inputs import EmbeddingInputs, FinetuneInputs
+
 if TYPE_CHECKING:  # keep `astrobench ls` free of torch
     import pandas as pd
-    import torch
 
     from astrobench.datasets.schema import SurveyData
-    from astrobench.methods.base import Method
     from astrobench.tasks.probes import Probe
 
 
@@ -41,28 +42,6 @@ class TaskResult:
     scores: dict[str, float]
     predictions: "pd.DataFrame | None" = None
     details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class EmbeddingInputs:
-    """What a probe protocol gets: embeddings of every object plus labels and splits."""
-
-    embeddings: np.ndarray  # (N, D) float32
-    object_id: np.ndarray  # (N,) str
-    labels: dict[str, np.ndarray]  # each (N,) or (N, K)
-    splits: dict[str, np.ndarray]  # "train" / "val" / "test" -> row indices
-    device: "torch.device | str" = "cpu"  # where probes run (the run's device)
-
-
-@dataclass
-class FinetuneInputs:
-    """What the fine-tuning protocol gets: a copy of the pretrained model it may modify."""
-
-    model: "Method"
-    data: "SurveyData"
-    splits: dict[str, np.ndarray]
-    device: "torch.device"
-    profile: str
 
 
 class Task(ABC):

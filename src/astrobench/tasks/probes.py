@@ -26,7 +26,7 @@ from __future__ import annotations
 import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -34,10 +34,8 @@ import torch
 from astrobench.datasets.schema import DataError
 from astrobench.datasets.splits import draw_rows
 from astrobench.registry import PROBES, register_probe
+from astrobench.tasks.inputs import EmbeddingInputs
 from astrobench.tasks.search import cosine_topk
-
-if TYPE_CHECKING:
-    from astrobench.tasks.base import EmbeddingInputs
 
 KNN_K = 20
 # target kinds a task asks for and a probe declares it can fit (``Probe.handles``)
