@@ -39,7 +39,7 @@ from astrobench.benchmark.provenance import provenance
 from astrobench.benchmark.store import result_path, stable_hash, write_result
 from astrobench.datasets.schema import DataError, SurveyData
 from astrobench.datasets.splits import split_indices
-from astrobench.tasks.base import EmbeddingInputs, Task, bootstrap_std
+from astrobench.tasks.base import EmbeddingInputs, Task, score_bootstrap_std
 from astrobench.tasks.probes import needs_model
 
 
@@ -109,7 +109,7 @@ def evaluate(encoder_or_embeddings: "torch.nn.Module | str | os.PathLike | Mappi
                         "protocol": protocol, "label_budget": budget, "seed": int(seed), "tag": None,
                         "scores": {k: float(v) for k, v in result.scores.items()},
                         "flags": result_flags(result.predictions),
-                        "bootstrap_std": bootstrap_std(task, result.predictions),
+                        "bootstrap_std": score_bootstrap_std(task, result),
                         "main_score": task.main_score, "higher_is_better": dict(task.higher_is_better),
                         "details": result.details, "pretrain": None,
                         "model": source.model_card(embeddings), "artifacts": {}, "cache_dir": str(cache),

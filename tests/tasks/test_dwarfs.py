@@ -7,7 +7,7 @@ import pytest
 
 from astrobench.datasets.schema import DataError
 from astrobench.registry import TASKS
-from astrobench.tasks.base import EmbeddingInputs
+from astrobench.tasks.base import EmbeddingInputs, bootstrap_std, score_bootstrap_std
 from astrobench.tasks.dwarfs import DwarfTask
 
 
@@ -113,3 +113,18 @@ def test_training_rows_are_the_first_balanced_probe_draw():
     probe = task.evaluate(data, protocol="linear", seed=3, label_budget=None)
     first_draw = probe.details["n_train_per_repeat"][0]
     assert first_draw == len(rows)
+
+
+def test_search_fraction_carries_its_bootstrap_over_the_queries():
+    task = DwarfTask(per_class=40, n_repeats=1, n_search_queries=20)
+    result = task.evaluate(_inputs(separation=1.0), protocol="knn", seed=3, label_budget=None)
+    per_query = np.asarray(result.details["search"]["per_query"])
+    assert per_query.size == 20 and per_query.std() > 0
+    spread = result.score_std["dwarf_search_fraction"]
+    assert spread == result.details["search"]["fraction_bootstrap_std"]
+    # the bootstrap of a mean is its standard error, std / sqrt(n), up to the resampling noise
+    assert spread == pytest.approx(per_query.std() / np.sqrt(per_query.size), rel=0.2)
+    # the result's uncertainty joins it to the probe scores' bootstrap over resampled predictions
+    stds = score_bootstrap_std(task, result, n_boot=50)
+    assert set(stds) == set(bootstrap_std(task, result.predictions, n_boot=50)) | {"dwarf_search_fraction"}
+    assert stds["dwarf_search_fraction"] == spread and stds["balanced_accuracy"] > 0

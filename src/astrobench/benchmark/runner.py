@@ -38,7 +38,7 @@ from astrobench.datasets.checks import enforce, run_checks
 from astrobench.datasets.schema import DataError, SurveyData
 from astrobench.datasets.splits import ALL, resolve_fractions, split_indices, train_test_union
 from astrobench.registry import DATASETS, load_plugin
-from astrobench.tasks.base import EmbeddingInputs, FinetuneInputs, Task, bootstrap_std
+from astrobench.tasks.base import EmbeddingInputs, FinetuneInputs, Task, score_bootstrap_std
 from astrobench.tasks.probes import needs_model
 
 # Bump a stage's version when its code changes what it produces: old cache entries stop matching.
@@ -322,7 +322,7 @@ class Runner:
             "scores": {k: float(v) for k, v in result.scores.items()},
             # "constant_predictions" / "loss_not_decreasing" (benchmark/flags.py); the leaderboard shows them
             "flags": result_flags(result.predictions, stats.get("loss_curve")),
-            "bootstrap_std": bootstrap_std(task, result.predictions),  # std over resampled test objects
+            "bootstrap_std": score_bootstrap_std(task, result),  # std over resampled test objects
             "main_score": task.main_score,
             "higher_is_better": dict(task.higher_is_better),
             "details": result.details,

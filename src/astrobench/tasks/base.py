@@ -9,6 +9,8 @@ a protocol. Protocols that train the encoder (``finetune``: ``needs_model``) get
 ``FinetuneInputs`` and ``Task.finetune``.
 
 ``Task.score`` re-scores a saved predictions frame; ``bootstrap_std`` resamples its test objects.
+A score that the frame cannot give (the dwarf search, read from the embeddings) carries its own
+bootstrap in ``TaskResult.score_std``; ``score_bootstrap_std`` joins the two for a result.
 """
 
 from __future__ import annotations
@@ -37,11 +39,15 @@ class TaskResult:
     ``predictions``: one row per evaluated object (``object_id`` + truth + prediction columns),
     saved beside the scores so metrics can be recomputed without re-running.
     ``details``: JSON-serialisable extras (per-repeat values, curves, PIT histogram).
+    ``score_std``: bootstrap standard deviation over test objects of the scores that ``Task.score``
+    cannot recompute from ``predictions`` (the task resamples those itself, e.g. with
+    ``bootstrap_std_of_mean``); ``score_bootstrap_std`` adds the predictions' bootstrap for the rest.
     """
 
     scores: dict[str, float]
     predictions: "pd.DataFrame | None" = None
     details: dict[str, Any] = field(default_factory=dict)
+    score_std: dict[str, float] = field(default_factory=dict)
 
 
 class Task(ABC):
@@ -186,3 +192,23 @@ def bootstrap_std(task: Task, predictions: "pd.DataFrame | None", n_boot: int = 
         if finite.size >= 2:
             out[key] = float(np.std(finite, ddof=1))
     return out
+
+
+def bootstrap_std_of_mean(values: Any, n_boot: int = 200, seed: int = 0) -> float:
+    """Standard deviation (ddof=1) of the mean of ``values`` over ``n_boot`` resamples with
+    replacement (the bootstrap of ``bootstrap_std``, for a score that is a mean over test objects);
+    0 for a single value."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if n_boot < 2:
+        raise ValueError(f"bootstrap needs n_boot >= 2, got {n_boot}")
+    if values.size == 0:
+        raise ValueError("bootstrap of a mean needs at least one value")
+    drawn = np.random.default_rng(seed).integers(0, values.size, (n_boot, values.size))
+    return float(np.std(values[drawn].mean(axis=1), ddof=1))
+
+
+def score_bootstrap_std(task: Task, result: TaskResult, n_boot: int = 200, seed: int = 0) -> dict[str, float]:
+    """Bootstrap standard deviation over the test objects of each score of ``result``: resampled
+    predictions (``bootstrap_std``), and the task's own for the scores they cannot give."""
+    return {**bootstrap_std(task, result.predictions, n_boot, seed), **result.score_std}
+

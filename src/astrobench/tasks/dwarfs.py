@@ -12,7 +12,8 @@ draw).
 
 Search form: ``dwarf_search_fraction`` = mean over ``n_search_queries`` query dwarfs (drawn from
 the labelled test objects with the seed) of the fraction of dwarfs among each query's
-``search_k`` = 25 cosine-nearest labelled test objects (the query itself excluded). It reads the
+``search_k`` = 25 cosine-nearest labelled test objects (the query itself excluded); its bootstrap
+over the queries is the result's test-object uncertainty (``TaskResult.score_std``). It reads the
 embeddings directly, so it is the same for every probe protocol; the ``finetune`` protocol does
 not report it (it produces class probabilities, not embeddings).
 
@@ -31,7 +32,7 @@ import pandas as pd
 
 from astrobench.registry import register_task
 from astrobench.tasks import metrics
-from astrobench.tasks.base import EmbeddingInputs, FinetuneInputs, Task, TaskResult
+from astrobench.tasks.base import EmbeddingInputs, FinetuneInputs, Task, TaskResult, bootstrap_std_of_mean
 from astrobench.tasks.finetune import finetune_classifier
 from astrobench.tasks.probes import (
     CLASSES,
@@ -158,7 +159,8 @@ class DwarfTask(Task):
             "per_repeat": per_repeat,
             "search": search,
         }
-        return TaskResult(scores, predictions, details)
+        return TaskResult(scores, predictions, details,
+                          score_std={"dwarf_search_fraction": search["fraction_bootstrap_std"]})
 
     def score(self, predictions: pd.DataFrame) -> dict[str, float]:
         """Accuracy, ROC-AUC and F1: means over the draws (``repeat``); ``*_std`` over more than one."""
@@ -201,6 +203,8 @@ class DwarfTask(Task):
         per_query = metrics.precision_at_k_per_query(is_dwarf, self.search_k)
         return {
             "fraction": float(per_query.mean()),
+            # over the queries (the searched objects held fixed): the seed's test-object uncertainty
+            "fraction_bootstrap_std": bootstrap_std_of_mean(per_query, seed=seed),
             "k": self.search_k,
             "query_rows": queries.tolist(),
             "per_query": per_query.tolist(),
