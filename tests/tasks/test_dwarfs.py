@@ -49,7 +49,10 @@ def test_same_seed_same_scores_different_seed_different_draws():
     c = task.evaluate(data, protocol="linear", seed=2, label_budget=None)
     assert a.scores == b.scores
     assert a.details["per_repeat"] != c.details["per_repeat"]
-    assert a.details["search"]["query_rows"] != c.details["search"]["query_rows"]
+    assert a.details["search"]["query_rows"] == c.details["search"]["query_rows"]  # every test dwarf
+    drawn = DwarfTask(per_class=30, n_repeats=1, n_search_queries=10)
+    assert (drawn.evaluate(data, protocol="linear", seed=1, label_budget=None).details["search"]["query_rows"]
+            != drawn.evaluate(data, protocol="linear", seed=2, label_budget=None).details["search"]["query_rows"])
 
 
 def test_label_budget_is_total_and_balanced():
@@ -116,10 +119,16 @@ def test_training_rows_are_the_first_balanced_probe_draw():
 
 
 def test_search_fraction_carries_its_bootstrap_over_the_queries():
-    task = DwarfTask(per_class=40, n_repeats=1, n_search_queries=20)
-    result = task.evaluate(_inputs(separation=1.0), protocol="knn", seed=3, label_budget=None)
+    data = _inputs(separation=1.0)
+    task = DwarfTask(per_class=40, n_repeats=1)
+    result = task.evaluate(data, protocol="knn", seed=3, label_budget=None)
     per_query = np.asarray(result.details["search"]["per_query"])
-    assert per_query.size == 20 and per_query.std() > 0
+    # by default every labelled test dwarf is a query; n_search_queries draws fewer with the seed
+    test_dwarfs = np.sort(data.splits["test"][data.labels["dwarf"][data.splits["test"]]])
+    assert result.details["search"]["query_rows"] == test_dwarfs.tolist() and per_query.std() > 0
+    fewer = DwarfTask(per_class=40, n_repeats=1, n_search_queries=20).evaluate(data, protocol="knn", seed=3, label_budget=None)
+    assert len(fewer.details["search"]["query_rows"]) == 20
+    assert set(fewer.details["search"]["query_rows"]) < set(test_dwarfs.tolist())
     spread = result.score_std["dwarf_search_fraction"]
     assert spread == result.details["search"]["fraction_bootstrap_std"]
     # the bootstrap of a mean is its standard error, std / sqrt(n), up to the resampling noise
