@@ -10,6 +10,7 @@ table is a failure too: a new top-level module must choose its layer.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "astrobench"
@@ -121,6 +122,7 @@ def test_methods_and_tasks_use_only_each_others_contracts():
     assert _violations(in_tasks, "from astrobench.methods.base import Method\n") == []
 
 
+@functools.cache  # asked once per import of the package, parsed once
 def _is_face(init: Path) -> bool:
     """A package's ``__init__.py`` that defines nothing of its own (a lazy ``__getattr__`` at most):
     it only hands its modules' names on, so an import through it is an import of those modules."""
@@ -177,10 +179,10 @@ def _import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def _import_graph(sources: dict[str, tuple[Path, str]]) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for name, (path, source) in sources.items():
-        if path.name == "__init__.py" and (_is_face(path) or path.relative_to(PACKAGE.parent).as_posix() == FACADE):
-            continue  # faces hand names on; the root's lazy ``evaluate`` is the documented exception
+        if path.name == "__init__.py" and _is_face(path):
+            continue  # faces hand names on (the root's lazy ``evaluate`` included)
         targets = {_module_file(target) for _, target in _imports(path, source)}
-        graph[name] = {t for t in targets if t and t != name and t != "astrobench"}
+        graph[name] = {t for t in targets if t and t != name}
     return graph
 
 

@@ -211,4 +211,3 @@ def score_bootstrap_std(task: Task, result: TaskResult, n_boot: int = 200, seed:
     """Bootstrap standard deviation over the test objects of each score of ``result``: resampled
     predictions (``bootstrap_std``), and the task's own for the scores they cannot give."""
     return {**bootstrap_std(task, result.predictions, n_boot, seed), **result.score_std}
-

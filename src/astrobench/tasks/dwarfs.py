@@ -199,10 +199,10 @@ class DwarfTask(Task):
                 f"task 'dwarfs': the search needs {self.search_k} neighbours but the test split has only "
                 f"{test.size} labelled objects"
             )
-        rng = np.random.default_rng(repeat_seed(seed, _SEARCH_STREAM))
         if self.n_search_queries is None or self.n_search_queries >= dwarfs.size:
             queries = np.sort(dwarfs)
         else:
+            rng = np.random.default_rng(repeat_seed(seed, _SEARCH_STREAM))
             queries = np.sort(rng.choice(dwarfs, size=self.n_search_queries, replace=False))
         position = {row: i for i, row in enumerate(test.tolist())}
         exclude = np.array([position[row] for row in queries.tolist()])
