@@ -6,6 +6,7 @@ runner all use it, so it sits below every layer that does.
 
 from __future__ import annotations
 
+import gc
 import os
 
 import torch
@@ -40,9 +41,21 @@ def init_from_environment() -> None:
         dist.init_process_group("gloo")
 
 
-def shutdown() -> None:
-    if is_distributed():
-        dist.destroy_process_group()
+def shutdown(*, wait_for_peers: bool) -> None:
+    """Leave the process group, freeing first what still holds it.
+
+    A DDP wrapper caught in a reference cycle would outlive the group and free gloo's threads
+    during interpreter exit, which aborts the process ("terminate called without an active
+    exception", seen on a loaded CI machine); collecting it here frees it while the group lives.
+    ``wait_for_peers`` (on success only) lets every rank finish before any tears down: a rank that
+    failed must not wait in a barrier its peers, stuck in another collective, never reach.
+    """
+    if not is_distributed():
+        return
+    gc.collect()
+    if wait_for_peers:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 @torch.no_grad()

@@ -53,21 +53,26 @@ def one_step(name: str, model, runner, rows: slice) -> dict[str, torch.Tensor]:
 def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     import torch.distributed as dist
 
+    from astrobench import distributed
+
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
+    finished = False
     try:
         local = GLOBAL_BATCH // world
         for name in CASES:
             model = build(name)
             ddp = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
             result = one_step(name, model, ddp, slice(rank * local, (rank + 1) * local))
+            del ddp, model  # DDP's reducer holds the group: gone before the group is
             dist.all_reduce(result["loss"])
             result["loss"] /= world  # each rank's loss covers its own samples
             if rank == 0:
                 torch.save(result, os.path.join(out_dir, f"{name}.pt"))
+        finished = True
     finally:
-        dist.destroy_process_group()
+        distributed.shutdown(wait_for_peers=finished)  # as the runner leaves the group
 
 
 def _free_port() -> int:

@@ -108,10 +108,13 @@ class Runner:
 
     def run(self) -> RunSummary:
         distributed.init_from_environment()
+        finished = False
         try:
-            return self._run()
+            summary = self._run()
+            finished = True
+            return summary
         finally:
-            distributed.shutdown()
+            distributed.shutdown(wait_for_peers=finished)
 
     def _run(self) -> RunSummary:
         self.plan()
