@@ -7,6 +7,7 @@ runner all use it, so it sits below every layer that does.
 from __future__ import annotations
 
 import gc
+import inspect
 import os
 
 import torch
@@ -39,6 +40,20 @@ def init_from_environment() -> None:
         dist.init_process_group("nccl")
     else:
         dist.init_process_group("gloo")
+
+
+def data_parallel(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` wrapped in DDP as the training loop runs it: gradients averaged over ranks, buffers
+    left to each rank after the start (cross-rank batch norm and MoCo's queue keep their own in step).
+
+    torch 2.14 renamed ``broadcast_buffers`` to ``forward_sync_buffers`` (which also syncs at
+    init: harmless, every rank builds the same initial weights and buffers from the same seed).
+    """
+    from torch.nn.parallel import DistributedDataParallel
+
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
+        return DistributedDataParallel(model, forward_sync_buffers=False)
+    return DistributedDataParallel(model, broadcast_buffers=False)
 
 
 def shutdown(*, wait_for_peers: bool) -> None:

@@ -1,5 +1,5 @@
 """Data parallelism changes nothing: one step of a global batch split over 2 real gloo processes
-(DDP, as the runner wraps it) gives the loss, gradients, queue and batch-norm statistics of one
+(DDP, wrapped as the training loop wraps it) gives the loss, gradients, queue and batch-norm statistics of one
 process stepping on the whole batch."""
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
         local = GLOBAL_BATCH // world
         for name in CASES:
             model = build(name)
-            ddp = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
+            ddp = distributed.data_parallel(model)  # as the training loop wraps it
             result = one_step(name, model, ddp, slice(rank * local, (rank + 1) * local))
             del ddp, model  # DDP's reducer holds the group: gone before the group is
             dist.all_reduce(result["loss"])

@@ -236,7 +236,7 @@ def pretrain(
 
     runner = model
     if world > 1:
-        runner = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
+        runner = distributed.data_parallel(model)
     if cfg.compile:
         runner = torch.compile(runner)
 
