@@ -59,7 +59,8 @@ def emit(fmt: str, grid: Grid) -> Any:
             css = css or ("best" if b else "")
             attr = f' class="{css}"' if css else ""
             return f"<td{attr}><b>{h.escape(text)}</b></td>" if b else f"<td{attr}>{h.escape(text)}</td>"
-        head = "".join(f"<th>{h.escape(c)}</th>" for c in header)
+        # a long metric name may break after an underscore, never between two letters
+        head = "".join(f"<th>{h.escape(c).replace('_', '_<wbr>')}</th>" for c in header)
         trs = "".join("<tr>" + "".join(td(t, b, css) for t, b, css in zip(r, bs, cs)) + "</tr>"
                       for r, bs, cs in zip(body, best, classes))
         caption = "<br>".join(h.escape(t) for t in legend)
