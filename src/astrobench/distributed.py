@@ -6,9 +6,11 @@ runner all use it, so it sits below every layer that does.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import inspect
 import os
+from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
@@ -56,7 +58,19 @@ def data_parallel(model: torch.nn.Module) -> torch.nn.Module:
     return DistributedDataParallel(model, broadcast_buffers=False)
 
 
-def shutdown(*, wait_for_peers: bool) -> None:
+@contextlib.contextmanager
+def leaving_group_after() -> Iterator[None]:
+    """Run the block, then leave the process group: waiting for the peers if the block finished,
+    at once if it raised (see ``_shutdown``)."""
+    try:
+        yield
+    except BaseException:
+        _shutdown(wait_for_peers=False)
+        raise
+    _shutdown(wait_for_peers=True)
+
+
+def _shutdown(*, wait_for_peers: bool) -> None:
     """Leave the process group, freeing first what still holds it.
 
     A DDP wrapper caught in a reference cycle would outlive the group and free gloo's threads

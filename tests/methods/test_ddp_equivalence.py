@@ -58,8 +58,7 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
-    finished = False
-    try:
+    with distributed.leaving_group_after():  # as the runner leaves the group
         local = GLOBAL_BATCH // world
         for name in CASES:
             model = build(name)
@@ -70,9 +69,6 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
             result["loss"] /= world  # each rank's loss covers its own samples
             if rank == 0:
                 torch.save(result, os.path.join(out_dir, f"{name}.pt"))
-        finished = True
-    finally:
-        distributed.shutdown(wait_for_peers=finished)  # as the runner leaves the group
 
 
 def _free_port() -> int:

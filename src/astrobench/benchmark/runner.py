@@ -108,13 +108,8 @@ class Runner:
 
     def run(self) -> RunSummary:
         distributed.init_from_environment()
-        finished = False
-        try:
-            summary = self._run()
-            finished = True
-            return summary
-        finally:
-            distributed.shutdown(wait_for_peers=finished)
+        with distributed.leaving_group_after():
+            return self._run()
 
     def _run(self) -> RunSummary:
         self.plan()
